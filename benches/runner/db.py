@@ -1,0 +1,46 @@
+"""Connections, loading and timed queries against a pg_recall cluster."""
+import time
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+
+def connect(url):
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_recall")
+    register_vector(conn)
+    return conn
+
+
+def load_table(conn, table, vectors, dims, force=False):
+    """Creates `table(id bigint primary key, embedding vector(dims))` and binary-COPYs the
+    vectors in, unless it already holds exactly these rows (so a second run reuses it)."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+    if exists and not force:
+        n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        if n == len(vectors):
+            return False
+    conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, embedding vector({dims}))")
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector"])
+            for i, v in enumerate(vectors):
+                copy.write_row([i, v])
+    conn.execute(f"VACUUM ANALYZE {table}")
+    return True
+
+
+def timed_queries(conn, sql, queries, prepare=True):
+    """Runs `sql` (one %s parameter: the query vector) for each query; returns (ids per
+    query, latency ms per query). Server-side prepared, binary results."""
+    ids, lat = [], []
+    with conn.cursor(binary=True) as cur:
+        for q in queries:
+            t0 = time.perf_counter()
+            cur.execute(sql, (np.asarray(q, dtype=np.float32),), prepare=prepare)
+            rows = cur.fetchall()
+            lat.append((time.perf_counter() - t0) * 1000.0)
+            ids.append(np.array([r[0] for r in rows], dtype=np.int64))
+    return ids, np.array(lat)
