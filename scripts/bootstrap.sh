@@ -57,9 +57,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "python venv at $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pgvector, psycopg, numpy' 2>/dev/null; then
-  log "pip install pgvector psycopg numpy"
-  "$VENV/bin/pip" install -q --disable-pip-version-check pgvector "psycopg[binary]" numpy
+if ! "$VENV/bin/python" -c 'import pgvector, psycopg, numpy, pytest' 2>/dev/null; then
+  log "pip install pgvector psycopg numpy pytest"
+  "$VENV/bin/pip" install -q --disable-pip-version-check pgvector "psycopg[binary]" numpy pytest
 else
   log "python packages present"
 fi

@@ -1,0 +1,54 @@
+# pg_recall: one command for the demo, one for the tests. Both bootstrap the machine first
+# (idempotently: a second run only verifies what the first installed).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Build outputs are cached outside the clone so a fresh clone (CI) reuses earlier builds.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pg_recall/target
+
+PG_CONFIG := /usr/bin/pg_config
+VENV := $(HOME)/.cache/pg_recall/venv
+PY := $(VENV)/bin/python
+STATE := /var/tmp/pg_recall
+PGRX_TEST_DATA := $(STATE)/pgrx-test
+TEST_CLUSTER := $(STATE)/test-cluster
+
+.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+	@install -d -o postgres -g postgres $(STATE)
+
+## The demo: build and install (release), start the private cluster, load fashion-mnist,
+## print recall and latency.
+demo: bootstrap install
+	@bash scripts/cluster.sh start
+	$(PY) benches/demo.py --url "$$(bash scripts/cluster.sh url)"
+
+install:
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+## Stops the demo cluster (its data stays in $(STATE)/demo).
+stop:
+	@bash scripts/cluster.sh stop
+
+## Everything in the suite.
+test: bootstrap test-core test-pg test-client
+	@echo "all test suites passed"
+
+test-core:
+	cargo test -p recall-core
+
+test-pg:
+	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)
+
+install-debug:
+	cargo pgrx install --pg-config $(PG_CONFIG)
+
+test-client: install-debug
+	PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh start
+	PG_RECALL_URL="$$(PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh url)" \
+	  $(PY) -m pytest -q tests/client; rc=$$?; \
+	  PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh stop; exit $$rc
+
+bench-core:
+	cargo bench -p recall-core --bench distance
