@@ -22,6 +22,27 @@ struct Header {
 
 const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 
+/// Declares a Rust handle as SQL type `vector` for pgrx's schema generator.
+macro_rules! vector_sql_type {
+    ($ty:ty, $ident:ty) => {
+        unsafe impl pgrx::pgrx_sql_entity_graph::metadata::SqlTranslatable for $ty {
+            const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!($ident);
+            const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =
+                pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin::External;
+            const ARGUMENT_SQL: Result<
+                pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef,
+                pgrx::pgrx_sql_entity_graph::metadata::ArgumentError,
+            > = Ok(pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"));
+            const RETURN_SQL: Result<
+                pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef,
+                pgrx::pgrx_sql_entity_graph::metadata::ReturnsError,
+            > = Ok(pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef::One(
+                pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"),
+            ));
+        }
+    };
+}
+
 /// A detoasted `vector` argument, valid for the function call it was passed to.
 pub struct Vector<'a> {
     header: NonNull<Header>,
@@ -72,21 +93,7 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Vector<'fcx> {
     }
 }
 
-unsafe impl pgrx::pgrx_sql_entity_graph::metadata::SqlTranslatable for Vector<'_> {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Vector<'static>);
-    const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =
-        pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin::External;
-    const ARGUMENT_SQL: Result<
-        pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef,
-        pgrx::pgrx_sql_entity_graph::metadata::ArgumentError,
-    > = Ok(pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"));
-    const RETURN_SQL: Result<
-        pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef,
-        pgrx::pgrx_sql_entity_graph::metadata::ReturnsError,
-    > = Ok(pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef::One(
-        pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"),
-    ));
-}
+vector_sql_type!(Vector<'_>, Vector<'static>);
 
 /// A freshly palloc'd `vector` in the current memory context, returned to Postgres.
 pub struct VectorBuf {
@@ -143,21 +150,7 @@ unsafe impl BoxRet for VectorBuf {
     }
 }
 
-unsafe impl pgrx::pgrx_sql_entity_graph::metadata::SqlTranslatable for VectorBuf {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(VectorBuf);
-    const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =
-        pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin::External;
-    const ARGUMENT_SQL: Result<
-        pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef,
-        pgrx::pgrx_sql_entity_graph::metadata::ArgumentError,
-    > = Ok(pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"));
-    const RETURN_SQL: Result<
-        pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef,
-        pgrx::pgrx_sql_entity_graph::metadata::ReturnsError,
-    > = Ok(pgrx::pgrx_sql_entity_graph::metadata::ReturnsRef::One(
-        pgrx::pgrx_sql_entity_graph::metadata::SqlMappingRef::literal("vector"),
-    ));
-}
+vector_sql_type!(VectorBuf, VectorBuf);
 
 /// The OID of type `vector` in the extension's schema, looked up through the extension so a
 /// same-named type elsewhere on the search path is never picked. Not cached: the extension can

@@ -150,7 +150,7 @@ fn vector_concat(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
 /// Element-wise first, then by dimension count — the order Postgres uses for arrays, and the
 /// one pgvector's btree opclass defines.
 fn compare(a: &Vector<'_>, b: &Vector<'_>) -> std::cmp::Ordering {
-    use std::cmp::Ordering::*;
+    use std::cmp::Ordering::{Greater, Less};
     for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
         if x < y {
             return Less;
@@ -159,7 +159,7 @@ fn compare(a: &Vector<'_>, b: &Vector<'_>) -> std::cmp::Ordering {
             return Greater;
         }
     }
-    a.dim().cmp(&b.dim()).then(Equal)
+    a.dim().cmp(&b.dim())
 }
 
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
