@@ -1,2 +1,4 @@
 pub mod distance;
+pub mod hnsw;
+pub mod rng;
 pub mod vector_text;

@@ -1,0 +1,272 @@
+//! Parallel in-memory HNSW construction.
+//!
+//! Levels are drawn up front from a seeded generator, so the entry point (the first node of
+//! the highest level) is known before any insert and never changes; rayon workers then
+//! insert the other nodes concurrently, each node's adjacency behind its own lock. Pure
+//! computation only: the caller copies vectors out of Postgres first and writes pages after.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use rayon::prelude::*;
+
+use super::search::{greedy, search_layer, GraphView, Scored, Visited};
+use super::select::select_neighbours;
+use super::visited::VisitedList;
+use super::{max_neighbours, HnswParams, MAX_LEVEL};
+use crate::distance::{order_distance, Metric};
+use crate::rng::SplitMix64;
+
+/// A built (or being built) graph over vectors `0..n`.
+pub struct MemGraph {
+    pub dims: usize,
+    pub metric: Metric,
+    pub m: usize,
+    vectors: Vec<f32>,
+    levels: Vec<u8>,
+    links: Vec<RwLock<Vec<Vec<u32>>>>,
+    entry: Option<u32>,
+    keep_pruned: bool,
+}
+
+/// The build was cancelled through its flag (query cancel, backend termination).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cancelled;
+
+/// The level distribution of the paper: P(level ≥ l) = m^-l.
+pub fn draw_level(rng: &mut SplitMix64, m: usize) -> u8 {
+    let ml = 1.0 / (m.max(2) as f64).ln();
+    let l = (-rng.next_f64_open0().ln() * ml).floor();
+    (l as usize).min(MAX_LEVEL) as u8
+}
+
+impl MemGraph {
+    /// Builds the graph with rayon's current pool. `vectors` holds `n × dims` values, already
+    /// normalised for cosine. `cancel` is polled between inserts; `done` counts inserted nodes.
+    pub fn build(
+        vectors: Vec<f32>,
+        dims: usize,
+        params: &HnswParams,
+        cancel: &AtomicBool,
+        done: &AtomicUsize,
+    ) -> Result<MemGraph, Cancelled> {
+        let n = if dims == 0 { 0 } else { vectors.len() / dims };
+        let mut rng = SplitMix64::new(params.seed);
+        let levels: Vec<u8> = (0..n).map(|_| draw_level(&mut rng, params.m)).collect();
+        let links = levels.iter().map(|&l| RwLock::new(vec![Vec::new(); l as usize + 1])).collect();
+        let entry = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).map(|i| i as u32);
+        let g = MemGraph {
+            dims,
+            metric: params.metric,
+            m: params.m,
+            vectors,
+            levels,
+            links,
+            entry,
+            keep_pruned: true,
+        };
+        let Some(entry) = entry else { return Ok(g) };
+        done.fetch_add(1, Ordering::Relaxed);
+        // Upper-layer nodes first so the express lanes exist early; the rest in a seeded
+        // random order so a table loaded in clusters does not build a clustered graph.
+        let mut order: Vec<u32> = (0..n as u32).filter(|&i| i != entry).collect();
+        rng.shuffle(&mut order);
+        order.sort_by_key(|&i| std::cmp::Reverse(g.levels[i as usize]));
+        order.par_iter().try_for_each_init(
+            || (VisitedList::new(n), Vec::new()),
+            |(visited, buf), &q| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Cancelled);
+                }
+                g.insert(q, entry, params.ef_construction, visited, buf);
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            },
+        )?;
+        g.connect_unreachable(cancel)?;
+        Ok(g)
+    }
+
+    /// Pruning can leave a node with no incoming layer-0 edge, and then no scan can ever
+    /// return it — fatal for filtered scans that must be able to reach every row. This finds
+    /// the nodes a breadth-first walk from the entry point misses and gives each one an
+    /// incoming edge from the closest reachable node, evicting that node's farthest neighbour
+    /// only if the evicted node keeps another incoming edge.
+    fn connect_unreachable(&self, cancel: &AtomicBool) -> Result<(), Cancelled> {
+        let Some(entry) = self.entry else { return Ok(()) };
+        let n = self.len();
+        let mut indegree = vec![0u32; n];
+        for i in 0..n {
+            for &t in &self.links[i].read().unwrap()[0] {
+                indegree[t as usize] += 1;
+            }
+        }
+        let mut reached = vec![false; n];
+        self.mark_reachable(entry, &mut reached);
+        let mut visited = VisitedList::new(n);
+        let mut buf = Vec::new();
+        for u in 0..n as u32 {
+            if reached[u as usize] {
+                continue;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Cancelled);
+            }
+            // Reachable nodes near u, closest first.
+            let mut view = self.view(self.vector(u));
+            visited.reset();
+            visited.insert(u);
+            let start = Scored { dist: self.dist(u, entry), id: entry };
+            let near = search_layer(&mut view, &[start], 2 * self.m, 0, &mut visited, &mut buf);
+            let mmax = max_neighbours(self.m, 0);
+            for r in near.iter().filter(|s| reached[s.id as usize]) {
+                let mut links = self.links[r.id as usize].write().unwrap();
+                let list = &mut links[0];
+                if list.len() < mmax {
+                    list.push(u);
+                } else {
+                    // Evict the farthest neighbour that has another way in.
+                    let mut by_dist: Vec<(f32, usize)> =
+                        list.iter().enumerate().map(|(k, &t)| (self.dist(r.id, t), k)).collect();
+                    by_dist.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    let Some(&(_, k)) = by_dist.iter().find(|(_, k)| indegree[list[*k] as usize] >= 2) else {
+                        continue;
+                    };
+                    indegree[list[k] as usize] -= 1;
+                    list[k] = u;
+                }
+                indegree[u as usize] += 1;
+                break;
+            }
+            if indegree[u as usize] > 0 {
+                self.mark_reachable(u, &mut reached);
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_reachable(&self, from: u32, reached: &mut [bool]) {
+        let mut stack = vec![from];
+        reached[from as usize] = true;
+        while let Some(x) = stack.pop() {
+            for &t in &self.links[x as usize].read().unwrap()[0] {
+                if !reached[t as usize] {
+                    reached[t as usize] = true;
+                    stack.push(t);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn entry(&self) -> Option<u32> {
+        self.entry
+    }
+
+    pub fn level(&self, i: u32) -> u8 {
+        self.levels[i as usize]
+    }
+
+    pub fn vector(&self, i: u32) -> &[f32] {
+        &self.vectors[i as usize * self.dims..(i as usize + 1) * self.dims]
+    }
+
+    /// Node `i`'s neighbours at every level, level 0 first.
+    pub fn links(&self, i: u32) -> Vec<Vec<u32>> {
+        self.links[i as usize].read().unwrap().clone()
+    }
+
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        order_distance(self.metric, self.vector(a), self.vector(b))
+    }
+
+    /// A search view of this graph for query `q`.
+    pub fn view<'a>(&'a self, q: &'a [f32]) -> MemView<'a> {
+        MemView { g: self, q }
+    }
+
+    fn insert(&self, q: u32, entry: u32, ef_construction: usize, visited: &mut VisitedList, buf: &mut Vec<u32>) {
+        let lq = self.levels[q as usize] as usize;
+        let top = self.levels[entry as usize] as usize;
+        let mut view = self.view(self.vector(q));
+        let mut cur = Scored { dist: self.dist(q, entry), id: entry };
+        for l in (lq + 1..=top).rev() {
+            cur = greedy(&mut view, cur, l, buf);
+        }
+        let mut eps = vec![cur];
+        for l in (0..=lq.min(top)).rev() {
+            visited.reset();
+            visited.insert(q);
+            let w = search_layer(&mut view, &eps, ef_construction, l, visited, buf);
+            let mmax = max_neighbours(self.m, l);
+            let chosen = select_neighbours(&w, mmax, self.keep_pruned, |a, b| self.dist(a, b));
+            self.links[q as usize].write().unwrap()[l] = chosen.iter().map(|s| s.id).collect();
+            for s in &chosen {
+                self.link_back(s.id, q, s.dist, l, mmax);
+            }
+            eps = w;
+        }
+    }
+
+    /// Adds the edge `n → q`, re-selecting `n`'s neighbours when its list is full.
+    fn link_back(&self, n: u32, q: u32, dist: f32, level: usize, mmax: usize) {
+        let mut links = self.links[n as usize].write().unwrap();
+        let list = &mut links[level];
+        if list.contains(&q) {
+            return;
+        }
+        if list.len() < mmax {
+            list.push(q);
+            return;
+        }
+        let mut cands: Vec<Scored<u32>> = list.iter().map(|&c| Scored { dist: self.dist(n, c), id: c }).collect();
+        cands.push(Scored { dist, id: q });
+        cands.sort();
+        let chosen = select_neighbours(&cands, mmax, self.keep_pruned, |a, b| self.dist(a, b));
+        *list = chosen.iter().map(|s| s.id).collect();
+    }
+}
+
+/// [`GraphView`] over a [`MemGraph`] for one query.
+pub struct MemView<'a> {
+    g: &'a MemGraph,
+    q: &'a [f32],
+}
+
+impl GraphView for MemView<'_> {
+    type Id = u32;
+
+    fn distance(&mut self, id: u32) -> Option<f32> {
+        Some(order_distance(self.g.metric, self.q, self.g.vector(id)))
+    }
+
+    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
+        let links = self.g.links[id as usize].read().unwrap();
+        if let Some(l) = links.get(level) {
+            out.extend_from_slice(l);
+        }
+    }
+}
+
+/// Full k-NN search on a built graph: descend the upper layers greedily, then a beam of
+/// width `ef` at layer 0. Returns up to `k` nodes, closest first.
+pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> {
+    let Some(entry) = g.entry() else { return Vec::new() };
+    let mut view = g.view(q);
+    let mut buf = Vec::new();
+    let mut cur = Scored { dist: view.distance(entry).unwrap(), id: entry };
+    for l in (1..=g.level(entry) as usize).rev() {
+        cur = greedy(&mut view, cur, l, &mut buf);
+    }
+    let mut visited = std::collections::HashSet::new();
+    let mut r = search_layer(&mut view, &[cur], ef.max(k), 0, &mut visited, &mut buf);
+    r.truncate(k);
+    r
+}

@@ -1,0 +1,233 @@
+//! Hierarchical navigable small-world graphs (Malkov & Yashunin), the algorithms behind the
+//! `hnsw` access method: construction, neighbour selection and resumable search. Storage is
+//! not here — the graph is read through [`search::GraphView`], which the extension implements
+//! over Postgres pages.
+
+pub mod build;
+pub mod dedup;
+pub mod search;
+pub mod select;
+pub mod visited;
+
+use crate::distance::Metric;
+
+/// Highest level a node can get; with m ≥ 2 a level above 15 has probability < 2^-16 per node
+/// and would only waste page space.
+pub const MAX_LEVEL: usize = 15;
+
+#[derive(Clone, Debug)]
+pub struct HnswParams {
+    /// Neighbours per node on upper levels; level 0 keeps twice as many.
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    pub metric: Metric,
+    pub seed: u64,
+}
+
+/// Capacity of a node's neighbour list at `level`.
+#[inline]
+pub fn max_neighbours(m: usize, level: usize) -> usize {
+    if level == 0 {
+        2 * m
+    } else {
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{search, MemGraph};
+    use super::search::{Continuation, ResumableSearch, Scored};
+    use super::*;
+    use crate::distance::order_distance;
+    use crate::rng::SplitMix64;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    fn mixture(n: usize, dims: usize, centres: usize, seed: u64, normalize: bool) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        let mut gauss = || {
+            // Box–Muller
+            let (u, v) = (rng.next_f64_open0(), rng.next_f64_open0());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        };
+        let c: Vec<f32> = (0..centres * dims).map(|_| gauss()).collect();
+        let mut out = Vec::with_capacity(n * dims);
+        let mut pick = SplitMix64::new(seed ^ 99);
+        for _ in 0..n {
+            let k = pick.below(centres as u64) as usize;
+            let mut x: Vec<f32> = (0..dims).map(|d| c[k * dims + d] + 0.5 * gauss()).collect();
+            if normalize {
+                let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+                x.iter_mut().for_each(|v| *v /= norm);
+            }
+            out.extend(x);
+        }
+        out
+    }
+
+    fn exact(data: &[f32], dims: usize, q: &[f32], k: usize, metric: Metric) -> Vec<u32> {
+        let mut d: Vec<(f32, u32)> =
+            data.chunks(dims).enumerate().map(|(i, x)| (order_distance(metric, q, x), i as u32)).collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        d.into_iter().take(k).map(|x| x.1).collect()
+    }
+
+    fn build(data: &[f32], dims: usize, metric: Metric) -> MemGraph {
+        let p = HnswParams { m: 16, ef_construction: 64, metric, seed: 42 };
+        MemGraph::build(data.to_vec(), dims, &p, &AtomicBool::new(false), &AtomicUsize::new(0)).unwrap()
+    }
+
+    fn recall_at_10(metric: Metric, normalize: bool) -> f64 {
+        let dims = 24;
+        // Queries come from the same mixture as the data (held out), as in real workloads.
+        let all = mixture(3100, dims, 30, 1, normalize);
+        let (data, queries) = all.split_at(3000 * dims);
+        let g = build(data, dims, metric);
+        let mut hits = 0;
+        for q in queries.chunks(dims) {
+            let truth: HashSet<u32> = exact(data, dims, q, 10, metric).into_iter().collect();
+            hits += search(&g, q, 10, 64).iter().filter(|s| truth.contains(&s.id)).count();
+        }
+        hits as f64 / 1000.0
+    }
+
+    #[test]
+    fn recall_l2() {
+        let r = recall_at_10(Metric::L2, false);
+        assert!(r >= 0.97, "{r}");
+    }
+
+    #[test]
+    fn recall_inner_product_unit_vectors() {
+        let r = recall_at_10(Metric::InnerProduct, true);
+        assert!(r >= 0.97, "{r}");
+    }
+
+    #[test]
+    fn recall_cosine() {
+        let r = recall_at_10(Metric::Cosine, true);
+        assert!(r >= 0.97, "{r}");
+    }
+
+    #[test]
+    fn recall_l1() {
+        let r = recall_at_10(Metric::L1, false);
+        assert!(r >= 0.95, "{r}");
+    }
+
+    #[test]
+    fn neighbour_lists_respect_capacity_and_have_no_self_loops() {
+        let dims = 8;
+        let data = mixture(2000, dims, 10, 3, false);
+        let g = build(&data, dims, Metric::L2);
+        for i in 0..g.len() as u32 {
+            for (l, list) in g.links(i).iter().enumerate() {
+                assert!(list.len() <= max_neighbours(16, l));
+                assert!(!list.contains(&i));
+                let uniq: HashSet<_> = list.iter().collect();
+                assert_eq!(uniq.len(), list.len());
+            }
+        }
+    }
+
+    #[test]
+    fn every_node_is_reachable_from_the_entry_point() {
+        for (seed, dims) in [(11u64, 8usize), (12, 32), (13, 4)] {
+            let data = mixture(4000, dims, 40, seed, false);
+            let g = build(&data, dims, Metric::L2);
+            let mut seen = vec![false; g.len()];
+            let mut stack = vec![g.entry().unwrap()];
+            seen[stack[0] as usize] = true;
+            while let Some(x) = stack.pop() {
+                for &t in &g.links(x)[0] {
+                    if !seen[t as usize] {
+                        seen[t as usize] = true;
+                        stack.push(t);
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "unreachable nodes with seed {seed}");
+        }
+    }
+
+    #[test]
+    fn duplicates_do_not_break_the_graph() {
+        // 500 copies of one vector plus 500 distinct ones. Grouped, the copies are one node, and
+        // every distinct vector is found as its own nearest neighbour.
+        let dims = 4;
+        let mut rows: Vec<f32> = std::iter::repeat_n([1.0f32, 1.0, 1.0, 1.0], 500).flatten().collect();
+        rows.extend(mixture(500, dims, 5, 4, false));
+        let groups = super::dedup::group_identical(&rows, dims);
+        assert_eq!(groups.len(), 501);
+        assert_eq!(groups[0].len(), 500);
+        let unique: Vec<f32> =
+            groups.iter().flat_map(|g| rows[g[0] as usize * dims..(g[0] as usize + 1) * dims].to_vec()).collect();
+        let g = build(&unique, dims, Metric::L2);
+        for i in 0..g.len() as u32 {
+            let r = search(&g, g.vector(i), 1, 40);
+            assert_eq!(r[0].dist, 0.0, "node {i} not found");
+        }
+    }
+
+    #[test]
+    fn cancel_stops_the_build() {
+        let data = mixture(5000, 8, 10, 5, false);
+        let p = HnswParams { m: 8, ef_construction: 32, metric: Metric::L2, seed: 1 };
+        let r = MemGraph::build(data, 8, &p, &AtomicBool::new(true), &AtomicUsize::new(0));
+        assert_eq!(r.err(), Some(super::build::Cancelled));
+    }
+
+    fn resumable_all(g: &MemGraph, q: &[f32], ef: usize, mode: Continuation) -> Vec<Scored<u32>> {
+        let entry = g.entry().unwrap();
+        let mut view = g.view(q);
+        let mut visited = HashSet::new();
+        let start = Scored { dist: order_distance(g.metric, q, g.vector(entry)), id: entry };
+        let mut s = ResumableSearch::new(&[start], ef, mode, &mut visited);
+        let mut out = Vec::new();
+        while let Some(x) = s.next(&mut view, &mut visited, u64::MAX) {
+            out.push(x);
+        }
+        out
+    }
+
+    #[test]
+    fn resumable_search_returns_every_node_once() {
+        let dims = 8;
+        let data = mixture(1500, dims, 10, 6, false);
+        let g = build(&data, dims, Metric::L2);
+        let q = &mixture(1, dims, 10, 7, false)[..];
+        let all = resumable_all(&g, q, 40, Continuation::Relaxed);
+        let ids: HashSet<u32> = all.iter().map(|s| s.id).collect();
+        assert_eq!(ids.len(), all.len(), "a node was returned twice");
+        assert_eq!(ids.len(), g.len(), "the scan must reach every node");
+        // Off: exactly one batch, identical to the plain beam search.
+        let off = resumable_all(&g, q, 40, Continuation::Off);
+        assert_eq!(off.len(), 40);
+        let plain = search(&g, q, 40, 40);
+        assert_eq!(off.iter().map(|s| s.id).collect::<Vec<_>>(), plain.iter().map(|s| s.id).collect::<Vec<_>>());
+        // Strict: never out of order.
+        let strict = resumable_all(&g, q, 40, Continuation::Strict);
+        assert!(strict.windows(2).all(|w| w[0].dist <= w[1].dist));
+        assert!(strict.len() > 40);
+    }
+
+    #[test]
+    fn resumable_search_stops_at_budget() {
+        let dims = 8;
+        let data = mixture(1500, dims, 10, 8, false);
+        let g = build(&data, dims, Metric::L2);
+        let q = g.vector(3).to_vec();
+        let entry = g.entry().unwrap();
+        let mut view = g.view(&q);
+        let mut visited = HashSet::new();
+        let start = Scored { dist: order_distance(g.metric, &q, g.vector(entry)), id: entry };
+        let mut s = ResumableSearch::new(&[start], 20, Continuation::Relaxed, &mut visited);
+        let mut n = 0;
+        while s.next(&mut view, &mut visited, 300).is_some() {
+            n += 1;
+        }
+        assert!(n < 1500 && n >= 20, "{n}");
+    }
+}

@@ -1,0 +1,258 @@
+//! Best-first graph search (HNSW paper, Algorithm 2), written once over [`GraphView`] so the
+//! in-memory build graph and the index's Postgres pages run the same code.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+/// What a search needs from a graph: distances to the current query and adjacency lists.
+pub trait GraphView {
+    type Id: Copy + Eq;
+
+    /// Distance from the query to `id`; `None` if the node no longer exists (a reused or
+    /// freed slot), in which case the search neither returns nor expands it.
+    fn distance(&mut self, id: Self::Id) -> Option<f32>;
+
+    /// Appends `id`'s neighbours at `level` to `out`.
+    fn neighbours(&mut self, id: Self::Id, level: usize, out: &mut Vec<Self::Id>);
+}
+
+/// Marks nodes seen by one search.
+pub trait Visited<Id> {
+    /// Returns true the first time `id` is inserted.
+    fn insert(&mut self, id: Id) -> bool;
+}
+
+impl<Id: std::hash::Hash + Eq> Visited<Id> for std::collections::HashSet<Id> {
+    fn insert(&mut self, id: Id) -> bool {
+        std::collections::HashSet::insert(self, id)
+    }
+}
+
+/// A node with its distance, ordered by distance (NaN sorts last so a bad value can never
+/// stop a search early).
+#[derive(Clone, Copy, Debug)]
+pub struct Scored<Id> {
+    pub dist: f32,
+    pub id: Id,
+}
+
+impl<Id> PartialEq for Scored<Id> {
+    fn eq(&self, o: &Self) -> bool {
+        self.dist.total_cmp(&o.dist) == Ordering::Equal
+    }
+}
+impl<Id> Eq for Scored<Id> {}
+impl<Id> PartialOrd for Scored<Id> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<Id> Ord for Scored<Id> {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.dist.total_cmp(&o.dist)
+    }
+}
+
+/// Greedy descent through an upper layer: moves to the closest neighbour until no neighbour
+/// is closer. Returns the local minimum.
+pub fn greedy<G: GraphView>(g: &mut G, mut cur: Scored<G::Id>, level: usize, buf: &mut Vec<G::Id>) -> Scored<G::Id> {
+    loop {
+        buf.clear();
+        g.neighbours(cur.id, level, buf);
+        let mut moved = false;
+        for &n in buf.iter() {
+            if let Some(d) = g.distance(n) {
+                if d < cur.dist {
+                    cur = Scored { dist: d, id: n };
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            return cur;
+        }
+    }
+}
+
+/// Beam search of width `ef` at `level` from `entry`. Returns up to `ef` nodes, closest first.
+pub fn search_layer<G, V>(
+    g: &mut G,
+    entry: &[Scored<G::Id>],
+    ef: usize,
+    level: usize,
+    visited: &mut V,
+    buf: &mut Vec<G::Id>,
+) -> Vec<Scored<G::Id>>
+where
+    G: GraphView,
+    V: Visited<G::Id>,
+{
+    let mut candidates: BinaryHeap<Reverse<Scored<G::Id>>> = BinaryHeap::with_capacity(ef * 2);
+    let mut results: BinaryHeap<Scored<G::Id>> = BinaryHeap::with_capacity(ef + 1);
+    for &e in entry {
+        if visited.insert(e.id) {
+            candidates.push(Reverse(e));
+            results.push(e);
+            if results.len() > ef {
+                results.pop();
+            }
+        }
+    }
+    while let Some(Reverse(c)) = candidates.pop() {
+        if results.len() >= ef && c.dist > results.peek().unwrap().dist {
+            break;
+        }
+        buf.clear();
+        g.neighbours(c.id, level, buf);
+        for &n in buf.iter() {
+            if !visited.insert(n) {
+                continue;
+            }
+            let Some(d) = g.distance(n) else { continue };
+            if results.len() < ef || d < results.peek().unwrap().dist {
+                let s = Scored { dist: d, id: n };
+                candidates.push(Reverse(s));
+                results.push(s);
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+    }
+    results.into_sorted_vec()
+}
+
+/// How a resumable scan continues after its first `ef` results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Continuation {
+    /// One batch of `ef` results, like a plain HNSW search (pgvector's default).
+    Off,
+    /// Keep producing batches; each batch is in distance order, and a row found by a later
+    /// batch may be closer than the last row of the previous one.
+    Relaxed,
+    /// Keep producing batches but drop any row closer than one already returned, so the
+    /// output order is exact (pgvector's `strict_order`; can skip rows).
+    Strict,
+}
+
+/// A layer-0 search that hands out results batch by batch until the graph is exhausted, for
+/// index scans whose `WHERE` clause filters rows after the index: the executor keeps asking
+/// and the scan keeps exploring, so a filter never silently shortens a `LIMIT`.
+///
+/// The first batch is exactly [`search_layer`]. Later batches resume from the unexpanded
+/// frontier and from the nodes the earlier batches evaluated but did not return.
+pub struct ResumableSearch<Id> {
+    ef: usize,
+    mode: Continuation,
+    /// Evaluated nodes whose neighbours are not expanded yet.
+    frontier: BinaryHeap<Reverse<Scored<Id>>>,
+    /// Evaluated nodes not returned yet.
+    pending: BinaryHeap<Reverse<Scored<Id>>>,
+    /// The current batch, closest last (so `pop` yields the next row).
+    batch: Vec<Scored<Id>>,
+    batches: usize,
+    last_returned: f32,
+    /// Distance evaluations so far, for `max_scan_tuples`.
+    pub evaluated: u64,
+    buf: Vec<Id>,
+}
+
+impl<Id: Copy + Eq> ResumableSearch<Id> {
+    /// Starts from layer-0 entry points (normally the result of the upper-layer descent).
+    pub fn new<V: Visited<Id>>(entry: &[Scored<Id>], ef: usize, mode: Continuation, visited: &mut V) -> Self {
+        let mut s = ResumableSearch {
+            ef: ef.max(1),
+            mode,
+            frontier: BinaryHeap::new(),
+            pending: BinaryHeap::new(),
+            batch: Vec::new(),
+            batches: 0,
+            last_returned: f32::NEG_INFINITY,
+            evaluated: entry.len() as u64,
+            buf: Vec::new(),
+        };
+        for &e in entry {
+            if visited.insert(e.id) {
+                s.frontier.push(Reverse(e));
+                s.pending.push(Reverse(e));
+            }
+        }
+        s
+    }
+
+    /// The next node in (batch-wise) distance order, or `None` when the graph is exhausted,
+    /// the mode stops after one batch, or `max_evaluated` distance evaluations were spent.
+    pub fn next<G, V>(&mut self, g: &mut G, visited: &mut V, max_evaluated: u64) -> Option<Scored<Id>>
+    where
+        G: GraphView<Id = Id>,
+        V: Visited<Id>,
+    {
+        loop {
+            if let Some(s) = self.batch.pop() {
+                if self.mode == Continuation::Strict && s.dist < self.last_returned {
+                    continue;
+                }
+                self.last_returned = self.last_returned.max(s.dist);
+                return Some(s);
+            }
+            if self.batches > 0 && (self.mode == Continuation::Off || self.evaluated >= max_evaluated) {
+                return None;
+            }
+            if !self.fill_batch(g, visited, max_evaluated) {
+                return None;
+            }
+        }
+    }
+
+    /// Expands the frontier until the `ef` best pending nodes beat every frontier node, then
+    /// moves those `ef` into the batch. Returns false when nothing is left.
+    fn fill_batch<G, V>(&mut self, g: &mut G, visited: &mut V, max_evaluated: u64) -> bool
+    where
+        G: GraphView<Id = Id>,
+        V: Visited<Id>,
+    {
+        self.batches += 1;
+        // `best` holds this batch's candidates (max-heap, at most ef); the rest stay pending.
+        let mut best: BinaryHeap<Scored<Id>> = BinaryHeap::with_capacity(self.ef + 1);
+        while best.len() < self.ef {
+            match self.pending.pop() {
+                Some(Reverse(s)) => best.push(s),
+                None => break,
+            }
+        }
+        while let Some(&Reverse(c)) = self.frontier.peek() {
+            if best.len() >= self.ef && c.dist > best.peek().unwrap().dist {
+                break;
+            }
+            if self.evaluated >= max_evaluated {
+                break;
+            }
+            self.frontier.pop();
+            self.buf.clear();
+            g.neighbours(c.id, 0, &mut self.buf);
+            for i in 0..self.buf.len() {
+                let n = self.buf[i];
+                if !visited.insert(n) {
+                    continue;
+                }
+                let Some(d) = g.distance(n) else { continue };
+                self.evaluated += 1;
+                let s = Scored { dist: d, id: n };
+                self.frontier.push(Reverse(s));
+                if best.len() < self.ef || d < best.peek().unwrap().dist {
+                    best.push(s);
+                    if best.len() > self.ef {
+                        let out = best.pop().unwrap();
+                        self.pending.push(Reverse(out));
+                    }
+                } else {
+                    self.pending.push(Reverse(s));
+                }
+            }
+        }
+        let mut v = best.into_vec();
+        v.sort_by(|a, b| b.cmp(a));
+        self.batch = v;
+        !self.batch.is_empty()
+    }
+}
