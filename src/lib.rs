@@ -1,11 +1,21 @@
 //! pg_recall: the recall (candidate generation) stage of recommendation and search, inside
 //! PostgreSQL. This crate is the pgrx glue; algorithms live in `recall-core`.
 
+pub mod hnsw;
+pub mod parallel;
+pub mod storage;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/vector.sql", name = "vector_type", bootstrap);
+pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw_am", requires = ["vector_type"]);
+
+/// Registers the GUCs and index options; runs when a backend first loads the library.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    hnsw::options::init();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 pub mod test_support;

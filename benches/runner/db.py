@@ -25,8 +25,8 @@ def load_table(conn, table, vectors, dims, force=False):
         n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         storage = conn.execute(
             "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
-            (table,)).fetchone()[0]
-        if n == len(vectors) and storage == "p":
+            (table,)).fetchone()
+        if n == len(vectors) and storage == ("p",):
             return False
     conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, embedding vector({dims}))")

@@ -35,8 +35,14 @@ pub struct Cancelled;
 
 /// The level distribution of the paper: P(level ≥ l) = m^-l.
 pub fn draw_level(rng: &mut SplitMix64, m: usize) -> u8 {
+    draw_level_from(rng.next_f64_open0(), m)
+}
+
+/// [`draw_level`] for a caller-supplied uniform draw `u` in [0, 1).
+pub fn draw_level_from(u: f64, m: usize) -> u8 {
     let ml = 1.0 / (m.max(2) as f64).ln();
-    let l = (-rng.next_f64_open0().ln() * ml).floor();
+    let u = (1.0 - u).clamp(f64::MIN_POSITIVE, 1.0);
+    let l = (-u.ln() * ml).floor();
     (l as usize).min(MAX_LEVEL) as u8
 }
 

@@ -7,6 +7,7 @@ pub mod build;
 pub mod dedup;
 pub mod search;
 pub mod select;
+pub mod tuple;
 pub mod visited;
 
 use crate::distance::Metric;

@@ -180,6 +180,10 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
         s
     }
 
+    pub fn mode(&self) -> Continuation {
+        self.mode
+    }
+
     /// The next node in (batch-wise) distance order, or `None` when the graph is exhausted,
     /// the mode stops after one batch, or `max_evaluated` distance evaluations were spent.
     pub fn next<G, V>(&mut self, g: &mut G, visited: &mut V, max_evaluated: u64) -> Option<Scored<Id>>

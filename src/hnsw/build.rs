@@ -1,0 +1,311 @@
+//! `CREATE INDEX ... USING hnsw`: copy the vectors out of the heap, build the graph in memory
+//! on rayon threads, lay it out on pages, write them and WAL-log the whole range once.
+//!
+//! When the graph would outgrow `maintenance_work_mem`, the part collected so far is written
+//! and the remaining rows go through the ordinary insert path — slower, never wrong.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use recall_core::distance::Metric;
+use recall_core::hnsw::build::MemGraph;
+use recall_core::hnsw::dedup::group_identical;
+use recall_core::hnsw::tuple::{self, ItemPtr};
+use recall_core::hnsw::HnswParams;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::meta::{self, HnswMeta};
+use super::{index_dims, insert, opclass_metric, options, prepare, PAGE_ELEMENTS};
+use crate::parallel;
+use crate::storage::{page, LockedBuffer};
+use crate::vector::Vector;
+
+// pg_stat_progress_create_index: the generic columns and our sub-phases.
+const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
+const PROGRESS_CREATE_IDX_TUPLES_TOTAL: i32 = 11;
+const PROGRESS_CREATE_IDX_TUPLES_DONE: i32 = 12;
+pub const PHASE_LOAD: i64 = 2;
+pub const PHASE_GRAPH: i64 = 3;
+pub const PHASE_WRITE: i64 = 4;
+
+/// Heap TID slots per element beyond its own rows: room for one future duplicate.
+const SPARE_TIDS: usize = 1;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_LOAD => c"loading tuples",
+        PHASE_GRAPH => c"building graph",
+        PHASE_WRITE => c"writing pages",
+        _ => return std::ptr::null_mut(),
+    };
+    name.as_ptr() as *mut _
+}
+
+fn progress(param: i32, value: i64) {
+    unsafe { pg_sys::pgstat_progress_update_param(param, value) }
+}
+
+struct BuildState {
+    index: pg_sys::Relation,
+    dims: usize,
+    metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    vectors: Vec<f32>,
+    tids: Vec<ItemPtr>,
+    /// Rows the in-memory build may hold before it spills.
+    budget_rows: usize,
+    /// After spilling, rows are inserted one by one through the on-disk path.
+    on_disk: bool,
+    heap_tuples: f64,
+    index_tuples: f64,
+    tmp_cxt: pg_sys::MemoryContext,
+}
+
+/// Rough bytes per row of the in-memory build: the vector, its TID, adjacency lists with
+/// their allocations, and the level and lock.
+fn bytes_per_row(dims: usize, m: usize) -> usize {
+    4 * dims + 6 + 4 * (2 * m + m / 2) + 96
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    let dims = index_dims(index);
+    let (m, ef_construction) = options::build_options(index);
+    let metric = opclass_metric(index);
+    let budget_bytes = pg_sys::maintenance_work_mem as usize * 1024;
+    let mut state = BuildState {
+        index,
+        dims,
+        metric,
+        m,
+        ef_construction,
+        vectors: Vec::new(),
+        tids: Vec::new(),
+        budget_rows: (budget_bytes / bytes_per_row(dims, m)).max(1),
+        on_disk: false,
+        heap_tuples: 0.0,
+        index_tuples: 0.0,
+        tmp_cxt: pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"hnsw build temporary context".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        ),
+    };
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_LOAD);
+    pg_sys::table_index_build_scan(
+        heap,
+        index,
+        index_info,
+        true,
+        true,
+        Some(build_callback),
+        &mut state as *mut BuildState as *mut std::ffi::c_void,
+        std::ptr::null_mut(),
+    );
+    if !state.on_disk {
+        write_graph(&mut state);
+    }
+    pg_sys::MemoryContextDelete(state.tmp_cxt);
+    let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+    (*result).heap_tuples = state.heap_tuples;
+    (*result).index_tuples = state.index_tuples;
+    result
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    let state = &mut *(state as *mut BuildState);
+    state.heap_tuples += 1.0;
+    if *isnull {
+        return;
+    }
+    let old = pg_sys::MemoryContextSwitchTo(state.tmp_cxt);
+    let v = Vector::from_datum_unchecked(*values);
+    let tid = item_ptr(tid);
+    if let Some(v) = prepare(state.metric, v.as_slice()) {
+        crate::vector::errors::check_expected_dim(state.dims as i32, v.len());
+        state.index_tuples += 1.0;
+        if state.on_disk {
+            insert::insert_vector(state.index, &v, tid);
+        } else {
+            state.vectors.extend_from_slice(&v);
+            state.tids.push(tid);
+            if state.tids.len() % 1024 == 0 {
+                progress(PROGRESS_CREATE_IDX_TUPLES_DONE, state.tids.len() as i64);
+            }
+            if state.tids.len() >= state.budget_rows {
+                ereport!(
+                    NOTICE,
+                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                    format!("hnsw graph no longer fits into maintenance_work_mem after {} tuples", state.tids.len()),
+                    "Building will take significantly more time. Increase maintenance_work_mem to speed up builds."
+                );
+                write_graph(state);
+                state.on_disk = true;
+            }
+        }
+    }
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextReset(state.tmp_cxt);
+}
+
+pub unsafe fn item_ptr(tid: pg_sys::ItemPointer) -> ItemPtr {
+    let t = &*tid;
+    ItemPtr { block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32, offset: t.ip_posid }
+}
+
+/// Where each element and its neighbour tuple go: filled page by page from block 1, an
+/// element's neighbour tuple on the same page when both fit.
+fn layout(sizes: &[(usize, usize)]) -> (Vec<(ItemPtr, ItemPtr)>, u32) {
+    let capacity = page::BLCKSZ - page::PAGE_HEADER - page::maxalign(std::mem::size_of::<page::PageTag>());
+    let mut block = 1u32;
+    let mut used = 0usize;
+    let mut offset = 0u16;
+    let mut place = |len: usize| {
+        let need = page::item_footprint(len);
+        if used + need > capacity {
+            block += 1;
+            used = 0;
+            offset = 0;
+        }
+        used += need;
+        offset += 1;
+        ItemPtr { block, offset }
+    };
+    let ptrs = sizes.iter().map(|&(e, n)| (place(e), place(n))).collect();
+    drop(place);
+    (ptrs, if sizes.is_empty() { 1 } else { block + 1 })
+}
+
+/// Builds the graph of everything collected so far and writes the whole index.
+unsafe fn write_graph(state: &mut BuildState) {
+    let (dims, m) = (state.dims, state.m);
+    let max_tids = (page::max_item_size() - tuple::element_size(dims, 0)) / 6;
+    // One node per distinct vector, carrying all its rows (up to what fits a page).
+    let groups = group_identical(&state.vectors, dims);
+    let mut unique = Vec::with_capacity(groups.len() * dims);
+    // Rows beyond one element's TID capacity: inserted through the on-disk path afterwards.
+    let mut overflow: Vec<(usize, ItemPtr)> = Vec::new();
+    for g in &groups {
+        let first = g[0] as usize;
+        unique.extend_from_slice(&state.vectors[first * dims..(first + 1) * dims]);
+        for &row in g.iter().skip(max_tids) {
+            overflow.push((first, state.tids[row as usize]));
+        }
+    }
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_GRAPH);
+    progress(PROGRESS_CREATE_IDX_TUPLES_TOTAL, groups.len() as i64);
+    progress(PROGRESS_CREATE_IDX_TUPLES_DONE, 0);
+    let params = HnswParams { m, ef_construction: state.ef_construction, metric: state.metric, seed: 0x5EED };
+    let done = AtomicUsize::new(0);
+    let graph = parallel::run(
+        parallel::maintenance_threads(),
+        |cancel| MemGraph::build(unique, dims, &params, cancel, &done),
+        || progress(PROGRESS_CREATE_IDX_TUPLES_DONE, done.load(Ordering::Relaxed) as i64),
+    );
+    let Ok(graph) = graph else {
+        // Cancelled: run() has already raised the pending interrupt; this is a safety net.
+        error!("canceling statement due to user request");
+    };
+
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_WRITE);
+    let tid_caps: Vec<usize> = groups.iter().map(|g| (g.len() + SPARE_TIDS).min(max_tids)).collect();
+    let sizes: Vec<(usize, usize)> = (0..graph.len())
+        .map(|i| (tuple::element_size(dims, tid_caps[i]), tuple::neighbours_size(m, graph.level(i as u32) as usize)))
+        .collect();
+    let (ptrs, nblocks) = layout(&sizes);
+
+    let mut meta = HnswMeta::new(dims, m, state.ef_construction, state.metric);
+    if let Some(e) = graph.entry() {
+        meta.set_entry(Some(ptrs[e as usize].0), graph.level(e));
+    }
+    let index = state.index;
+    {
+        let buf = LockedBuffer::extend(index, false);
+        assert_eq!(buf.block(), meta::META_BLOCK, "hnsw build must start on an empty relation");
+        meta::init_page(buf.page(), &meta);
+        buf.mark_dirty();
+    }
+    let mut node = 0usize;
+    for block in 1..nblocks {
+        pgrx::check_for_interrupts!();
+        let buf = LockedBuffer::extend(index, false);
+        if buf.block() != block {
+            error!("hnsw build: expected block {block}, got {}", buf.block());
+        }
+        let p = buf.page();
+        page::init(p, PAGE_ELEMENTS);
+        // The previous node's neighbour tuple, when it did not fit beside its element.
+        if node > 0 && ptrs[node - 1].1.block == block && ptrs[node - 1].0.block != block {
+            put(p, &neighbour_tuple(&graph, node as u32 - 1, m, &ptrs), ptrs[node - 1].1);
+        }
+        while node < graph.len() && ptrs[node].0.block == block {
+            let g = &groups[node];
+            let tids: Vec<ItemPtr> = g.iter().take(max_tids).map(|&r| state.tids[r as usize]).collect();
+            let (eptr, nptr) = ptrs[node];
+            let e = tuple::encode_element(graph.level(node as u32), &tids, tid_caps[node], nptr, graph.vector(node as u32));
+            put(p, &e, eptr);
+            if nptr.block == block {
+                put(p, &neighbour_tuple(&graph, node as u32, m, &ptrs), nptr);
+            }
+            node += 1;
+        }
+        buf.mark_dirty();
+    }
+    if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
+    }
+    for (row, tid) in overflow {
+        insert::insert_vector(index, &state.vectors[row * dims..(row + 1) * dims], tid);
+    }
+    state.vectors = Vec::new();
+    state.tids = Vec::new();
+}
+
+unsafe fn put(p: pg_sys::Page, bytes: &[u8], at: ItemPtr) {
+    match page::add_item(p, bytes) {
+        Some(off) if off == at.offset => {}
+        got => error!("hnsw build: item landed at {got:?}, expected offset {}", at.offset),
+    }
+}
+
+fn neighbour_tuple(graph: &MemGraph, node: u32, m: usize, ptrs: &[(ItemPtr, ItemPtr)]) -> Vec<u8> {
+    let lists: Vec<Vec<ItemPtr>> =
+        graph.links(node).iter().map(|l| l.iter().map(|&t| ptrs[t as usize].0).collect()).collect();
+    tuple::encode_neighbours(m, &lists)
+}
+
+/// The init fork of an unlogged index: an empty metapage.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    let dims = index_dims(index);
+    let (m, ef_construction) = options::build_options(index);
+    let meta = HnswMeta::new(dims, m, ef_construction, opclass_metric(index));
+    let buf = pg_sys::ReadBufferExtended(
+        index,
+        pg_sys::ForkNumber::INIT_FORKNUM,
+        pg_sys::InvalidBlockNumber,
+        pg_sys::ReadBufferMode::RBM_NORMAL,
+        std::ptr::null_mut(),
+    );
+    pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+    meta::init_page(pg_sys::BufferGetPage(buf), &meta);
+    pg_sys::MarkBufferDirty(buf);
+    pg_sys::log_newpage_buffer(buf, true);
+    pg_sys::UnlockReleaseBuffer(buf);
+}

@@ -1,0 +1,154 @@
+//! The graph as stored in the index's pages, seen through `recall_core`'s [`GraphView`]: the
+//! same search code runs here as in the in-memory build. Pages are read under share locks,
+//! one item at a time; nothing is held across calls.
+
+use pgrx::pg_sys;
+use recall_core::distance::{order_distance, Metric};
+use recall_core::hnsw::search::{greedy, GraphView, Scored};
+use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
+use std::collections::HashMap;
+
+use super::meta::HnswMeta;
+use super::PAGE_ELEMENTS;
+use crate::storage::buffer::Lock;
+use crate::storage::{page, LockedBuffer};
+
+pub struct PageGraph {
+    rel: pg_sys::Relation,
+    pub dims: usize,
+    pub m: usize,
+    pub metric: Metric,
+    query: Vec<f32>,
+    /// Each evaluated element's neighbour tuple, so expanding it needs no second element read.
+    neighbour_ptrs: HashMap<u64, ItemPtr>,
+    /// Vectors of evaluated elements, kept only when the caller needs pairwise distances
+    /// (inserts selecting neighbours).
+    vectors: Option<HashMap<u64, Vec<f32>>>,
+    reads: u32,
+}
+
+impl PageGraph {
+    pub fn new(rel: pg_sys::Relation, meta: &HnswMeta, query: Vec<f32>, keep_vectors: bool) -> Self {
+        PageGraph {
+            rel,
+            dims: meta.dims as usize,
+            m: meta.m as usize,
+            metric: meta.metric(),
+            query,
+            neighbour_ptrs: HashMap::new(),
+            vectors: keep_vectors.then(HashMap::new),
+            reads: 0,
+        }
+    }
+
+    pub fn query(&self) -> &[f32] {
+        &self.query
+    }
+
+    /// Runs `f` on element `id` under a share lock; `None` if the slot holds no element.
+    pub fn with_element<R>(&mut self, id: ItemPtr, f: impl FnOnce(Element<'_>) -> R) -> Option<R> {
+        self.reads = self.reads.wrapping_add(1);
+        if self.reads % 256 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        let buf = LockedBuffer::read(self.rel, id.block, Lock::Share);
+        let bytes = unsafe { page::item(buf.page(), id.offset) }?;
+        let e = Element::parse(bytes, self.dims)?;
+        Some(f(e))
+    }
+
+    /// An element's vector (cached when this graph keeps vectors).
+    pub fn vector(&mut self, id: u64) -> Option<Vec<f32>> {
+        if let Some(v) = self.vectors.as_ref().and_then(|c| c.get(&id)) {
+            return Some(v.clone());
+        }
+        let dims = self.dims;
+        self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned())
+    }
+
+    /// Distance between two stored elements.
+    pub fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
+        match (self.vector(a), self.vector(b)) {
+            (Some(x), Some(y)) => order_distance(self.metric, &x, &y),
+            _ => f32::INFINITY,
+        }
+    }
+
+    /// Upper-layer descent from the entry point to `level`, the start of a layer search.
+    pub fn descend(&mut self, entry: ItemPtr, entry_level: usize, level: usize) -> Option<Scored<u64>> {
+        let id = entry.to_u64();
+        let mut cur = Scored { dist: self.distance(id)?, id };
+        let mut buf = Vec::new();
+        for l in (level + 1..=entry_level).rev() {
+            cur = greedy(self, cur, l, &mut buf);
+        }
+        Some(cur)
+    }
+
+    /// The heap TIDs of element `id` (none if it was deleted or its slot reused).
+    pub fn heap_tids(&mut self, id: u64) -> Vec<ItemPtr> {
+        self.with_element(ItemPtr::from_u64(id), |e| e.tids().collect()).unwrap_or_default()
+    }
+}
+
+impl GraphView for PageGraph {
+    type Id = u64;
+
+    fn distance(&mut self, id: u64) -> Option<f32> {
+        let (dims, metric, keep) = (self.dims, self.metric, self.vectors.is_some());
+        let query = std::mem::take(&mut self.query);
+        let r = self.with_element(ItemPtr::from_u64(id), |e| {
+            let v = e.vector(dims);
+            let d = order_distance(metric, &query, &v);
+            (d, e.neighbours_ptr(), keep.then(|| v.into_owned()))
+        });
+        self.query = query;
+        let (d, nptr, v) = r?;
+        self.neighbour_ptrs.insert(id, nptr);
+        if let (Some(cache), Some(v)) = (self.vectors.as_mut(), v) {
+            cache.insert(id, v);
+        }
+        Some(d)
+    }
+
+    fn neighbours(&mut self, id: u64, level: usize, out: &mut Vec<u64>) {
+        let nptr = match self.neighbour_ptrs.get(&id) {
+            Some(&p) => p,
+            None => match self.with_element(ItemPtr::from_u64(id), |e| e.neighbours_ptr()) {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        if !nptr.is_valid() {
+            return;
+        }
+        let buf = LockedBuffer::read(self.rel, nptr.block, Lock::Share);
+        let Some(bytes) = (unsafe { page::item(buf.page(), nptr.offset) }) else { return };
+        if let Some(n) = Neighbours::parse(bytes, self.m) {
+            out.extend(n.at(level).map(|p| p.to_u64()));
+        }
+    }
+}
+
+pub fn nblocks(index: pg_sys::Relation) -> u32 {
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
+}
+
+/// Calls `f(element pointer, element)` for every element, page by page under share locks
+/// (vacuum and the scan's final sweep).
+pub unsafe fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(ItemPtr, Element<'_>)) {
+    for blk in 1..nblocks(index) {
+        pg_sys::vacuum_delay_point();
+        pgrx::check_for_interrupts!();
+        let buf = LockedBuffer::read(index, blk, Lock::Share);
+        let p = buf.page();
+        if page::kind(p) != Some(PAGE_ELEMENTS) {
+            continue;
+        }
+        for off in 1..=page::max_offset(p) {
+            if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
+                f(ItemPtr { block: blk, offset: off }, e);
+            }
+        }
+    }
+}

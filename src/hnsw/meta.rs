@@ -1,0 +1,113 @@
+//! The HNSW metapage (block 0): format version, build parameters and the entry point.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use recall_core::distance::Metric;
+use recall_core::hnsw::tuple::ItemPtr;
+
+use super::{metric_code, metric_from_code, PAGE_META};
+use crate::storage::buffer::Lock;
+use crate::storage::{page, LockedBuffer, WalGuard};
+
+pub const MAGIC: u32 = 0x484E_5357; // "HNSW"
+pub const VERSION: u32 = 1;
+pub const META_BLOCK: u32 = 0;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HnswMeta {
+    pub magic: u32,
+    pub version: u32,
+    pub dims: u32,
+    pub m: u16,
+    pub ef_construction: u16,
+    pub metric: u8,
+    pub entry_level: u8,
+    pub reserved0: u16,
+    pub entry: u64,
+    /// Where the last insert put its tuples; the first page tried for the next one.
+    pub insert_page: u32,
+    /// ef_search chosen by calibration (0 = none); see the calibration issue.
+    pub calibrated_ef_search: u32,
+    pub calibrated_recall: f32,
+    pub reserved: [u32; 8],
+}
+
+impl HnswMeta {
+    pub fn new(dims: usize, m: usize, ef_construction: usize, metric: Metric) -> Self {
+        HnswMeta {
+            magic: MAGIC,
+            version: VERSION,
+            dims: dims as u32,
+            m: m as u16,
+            ef_construction: ef_construction as u16,
+            metric: metric_code(metric),
+            entry_level: 0,
+            reserved0: 0,
+            entry: ItemPtr::INVALID.to_u64(),
+            insert_page: pg_sys::InvalidBlockNumber,
+            calibrated_ef_search: 0,
+            calibrated_recall: 0.0,
+            reserved: [0; 8],
+        }
+    }
+
+    pub fn metric(&self) -> Metric {
+        metric_from_code(self.metric).unwrap_or(Metric::L2)
+    }
+
+    pub fn entry(&self) -> Option<ItemPtr> {
+        let e = ItemPtr::from_u64(self.entry);
+        e.is_valid().then_some(e)
+    }
+
+    pub fn set_entry(&mut self, e: Option<ItemPtr>, level: u8) {
+        self.entry = e.unwrap_or(ItemPtr::INVALID).to_u64();
+        self.entry_level = level;
+    }
+}
+
+/// Reads and validates the metapage; an unknown format is an error that says `REINDEX`.
+pub unsafe fn read(index: pg_sys::Relation) -> HnswMeta {
+    let buf = LockedBuffer::read(index, META_BLOCK, Lock::Share);
+    let p = buf.page();
+    let meta: HnswMeta = page::read_contents(p);
+    if page::kind(p) != Some(PAGE_META) || meta.magic != MAGIC {
+        error!("index \"{}\" is not an hnsw index of pg_recall", relname(index));
+    }
+    if meta.version != VERSION {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "hnsw index \"{}\" has format version {}, this pg_recall reads version {}",
+                relname(index),
+                meta.version,
+                VERSION
+            ),
+            format!("Run REINDEX INDEX {} to rebuild it.", relname(index))
+        );
+    }
+    meta
+}
+
+/// Rewrites the metapage through WAL with `f` applied.
+pub unsafe fn update(index: pg_sys::Relation, f: impl FnOnce(&mut HnswMeta)) {
+    let buf = LockedBuffer::read(index, META_BLOCK, Lock::Exclusive);
+    let mut wal = WalGuard::start(index);
+    let p = wal.register(&buf, false);
+    let mut meta: HnswMeta = page::read_contents(p);
+    f(&mut meta);
+    page::write_contents(p, &meta);
+    wal.finish();
+}
+
+/// Writes a fresh metapage into `p` (build and empty-index paths).
+pub unsafe fn init_page(p: pg_sys::Page, meta: &HnswMeta) {
+    page::init(p, PAGE_META);
+    page::write_contents(p, meta);
+}
+
+pub unsafe fn relname(rel: pg_sys::Relation) -> String {
+    std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned()
+}

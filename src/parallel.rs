@@ -1,0 +1,50 @@
+//! Running pure computation on rayon threads while the backend stays responsive.
+//!
+//! Postgres may only be called from the backend's own thread, and a cancel request must stop
+//! a long build. So the backend thread hands the work to a rayon pool, then polls: it reports
+//! progress and, when an interrupt is pending, raises a flag the workers check and lets the
+//! interrupt be processed only after every worker has stopped.
+
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Threads for maintenance work: the leader plus `max_parallel_maintenance_workers`, never
+/// more than the machine has.
+pub fn maintenance_threads() -> usize {
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (workers + 1).clamp(1, cpus)
+}
+
+pub fn interrupt_pending() -> bool {
+    unsafe { std::ptr::read_volatile(&raw const pg_sys::InterruptPending) != 0 }
+}
+
+/// Runs `work` on a pool of `threads` rayon threads. `work` receives the cancel flag and must
+/// poll it; `on_tick` runs on the backend thread every few milliseconds (progress reports).
+/// If the user cancelled, the pending interrupt raises its `ERROR` once the workers are done.
+pub fn run<T: Send>(threads: usize, work: impl FnOnce(&AtomicBool) -> T + Send, mut on_tick: impl FnMut()) -> T {
+    let cancel = AtomicBool::new(false);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("pg_recall-{i}"))
+        .build()
+        .expect("could not start worker threads");
+    let result = std::thread::scope(|s| {
+        let handle = s.spawn(|| pool.install(|| work(&cancel)));
+        while !handle.is_finished() {
+            if interrupt_pending() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            on_tick();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handle.join()
+    });
+    pgrx::check_for_interrupts!();
+    match result {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
