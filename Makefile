@@ -47,7 +47,7 @@ install-debug:
 test-client: install-debug
 	PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh start
 	PG_RECALL_URL="$$(PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh url)" \
-	  $(PY) -m pytest -q tests/client; rc=$$?; \
+	  $(PY) -m pytest -q -s tests/client tests/integration; rc=$$?; \
 	  PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh stop; exit $$rc
 
 bench-core:

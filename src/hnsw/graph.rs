@@ -66,12 +66,24 @@ impl PageGraph {
         self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned())
     }
 
-    /// Distance between two stored elements.
-    pub fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
-        match (self.vector(a), self.vector(b)) {
-            (Some(x), Some(y)) => order_distance(self.metric, &x, &y),
-            _ => f32::INFINITY,
+    /// Makes sure `id`'s vector is in the cache; false if it has no element.
+    fn cache(&mut self, id: u64) -> bool {
+        if self.vectors.as_ref().is_some_and(|c| c.contains_key(&id)) {
+            return true;
         }
+        let dims = self.dims;
+        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned()) else { return false };
+        self.vectors.get_or_insert_with(HashMap::new).insert(id, v);
+        true
+    }
+
+    /// Distance between two stored elements (their vectors are cached on first use).
+    pub fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
+        if !(self.cache(a) && self.cache(b)) {
+            return f32::INFINITY;
+        }
+        let c = self.vectors.as_ref().unwrap();
+        order_distance(self.metric, &c[&a], &c[&b])
     }
 
     /// Upper-layer descent from the entry point to `level`, the start of a layer search.

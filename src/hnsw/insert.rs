@@ -121,8 +121,37 @@ unsafe fn add_to_identical(index: pg_sys::Relation, graph: &mut PageGraph, w: &[
     false
 }
 
-/// Writes a new element and its neighbour tuple, on one page when they fit together. Returns
-/// (element, neighbour tuple) pointers.
+/// Where a new element and its neighbour tuple go.
+enum Placement {
+    Shared(LockedBuffer),
+    /// (neighbour tuple's page, element's page)
+    Split(LockedBuffer, LockedBuffer),
+}
+
+/// Both tuples on one page when some page has room for both; else each into holes that
+/// vacuum or earlier inserts left; else both on a new page. Vectors too large to share a
+/// page always take two.
+unsafe fn place(index: pg_sys::Relation, efoot: usize, nfoot: usize) -> Placement {
+    let none = pg_sys::InvalidBlockNumber;
+    let together = efoot + nfoot;
+    if together > page::max_item_size() + 4 {
+        let nbuf = find_page(index, nfoot, none, true, false).unwrap();
+        let ebuf = find_page(index, efoot, nbuf.block(), true, true).unwrap();
+        return Placement::Split(nbuf, ebuf);
+    }
+    if let Some(buf) = find_page(index, together, none, false, false) {
+        return Placement::Shared(buf);
+    }
+    if let Some(nbuf) = find_page(index, nfoot, none, false, false) {
+        if let Some(ebuf) = find_page(index, efoot, nbuf.block(), false, true) {
+            return Placement::Split(nbuf, ebuf);
+        }
+    }
+    Placement::Shared(find_page(index, together, none, true, false).unwrap())
+}
+
+/// Writes a new element and its neighbour tuple in one WAL record. Returns (element,
+/// neighbour tuple) pointers.
 pub unsafe fn write_tuples(
     index: pg_sys::Relation,
     meta: &HnswMeta,
@@ -133,71 +162,75 @@ pub unsafe fn write_tuples(
 ) -> (ItemPtr, ItemPtr) {
     let (dims, m) = (meta.dims as usize, meta.m as usize);
     let cap = tids.len().max(2);
-    let esize = tuple::element_size(dims, cap);
+    let e = tuple::encode_element(level, tids, cap, ItemPtr::INVALID, v);
     let nbytes = tuple::encode_neighbours(m, lists);
-    let together = page::item_footprint(esize) + page::item_footprint(nbytes.len());
-    if together <= page::max_item_size() + 4 {
-        let buf = page_with_space(index, meta, together);
-        let mut wal = WalGuard::start(index);
-        let p = wal.register(&buf, false);
-        let block = buf.block();
-        let e = tuple::encode_element(level, tids, cap, ItemPtr::INVALID, v);
-        let eoff = page::add_item(p, &e).expect("free space was checked");
-        let noff = page::add_item(p, &nbytes).expect("free space was checked");
-        // Offsets are known only once added (freed line pointers get reused): patch the link.
-        ElementMut::new(page::item_mut(p, eoff).unwrap(), dims).unwrap().set_neighbours_ptr(ItemPtr { block, offset: noff });
-        record_free_space(index, block, page::free_space(p));
-        wal.finish();
-        return (ItemPtr { block, offset: eoff }, ItemPtr { block, offset: noff });
-    }
-    // Large vectors: the element fills most of a page; its neighbours go elsewhere.
-    let nbuf = page_with_space(index, meta, page::item_footprint(nbytes.len()));
-    let ebuf = page_with_space_excluding(index, meta, page::item_footprint(esize), nbuf.block());
+    let placement = place(index, page::item_footprint(e.len()), page::item_footprint(nbytes.len()));
     let mut wal = WalGuard::start(index);
-    let np = wal.register(&nbuf, false);
-    let ep = wal.register(&ebuf, false);
+    let (ebuf, ep, np) = match &placement {
+        Placement::Shared(buf) => {
+            let p = wal.register(buf, false);
+            (buf, p, p)
+        }
+        Placement::Split(nbuf, ebuf) => {
+            let np = wal.register(nbuf, false);
+            (ebuf, wal.register(ebuf, false), np)
+        }
+    };
+    let nbuf = match &placement {
+        Placement::Shared(buf) | Placement::Split(buf, _) => buf,
+    };
+    let eoff = page::add_item(ep, &e).expect("free space was checked");
     let noff = page::add_item(np, &nbytes).expect("free space was checked");
     let nptr = ItemPtr { block: nbuf.block(), offset: noff };
-    let e = tuple::encode_element(level, tids, cap, nptr, v);
-    let eoff = page::add_item(ep, &e).expect("free space was checked");
-    record_free_space(index, nbuf.block(), page::free_space(np));
-    record_free_space(index, ebuf.block(), page::free_space(ep));
+    // Offsets are known only once added (freed line pointers get reused): patch the link.
+    ElementMut::new(page::item_mut(ep, eoff).unwrap(), dims).unwrap().set_neighbours_ptr(nptr);
+    pg_sys::RecordPageWithFreeSpace(index, ebuf.block(), page::free_space(ep));
+    pg_sys::RecordPageWithFreeSpace(index, nbuf.block(), page::free_space(np));
     wal.finish();
     (ItemPtr { block: ebuf.block(), offset: eoff }, nptr)
 }
 
-unsafe fn record_free_space(index: pg_sys::Relation, block: u32, free: usize) {
-    pg_sys::RecordPageWithFreeSpace(index, block, free);
-}
-
-unsafe fn page_with_space(index: pg_sys::Relation, meta: &HnswMeta, need: usize) -> LockedBuffer {
-    page_with_space_excluding(index, meta, need, pg_sys::InvalidBlockNumber)
-}
-
-/// An exclusively locked element page with `need` free bytes: a page the free space map
-/// knows (space vacuum freed), else a new page at the end.
-unsafe fn page_with_space_excluding(index: pg_sys::Relation, _meta: &HnswMeta, need: usize, exclude: u32) -> LockedBuffer {
+/// An exclusively locked element page with `need` free bytes, other than `exclude`: one the
+/// free space map knows, else — if `extend` — a new page at the end. `nowait` is for a second
+/// page while another is locked: a page whose lock is taken is skipped rather than waited
+/// for, since waiting could deadlock against a backend holding the two in the other order.
+unsafe fn find_page(index: pg_sys::Relation, need: usize, exclude: u32, extend: bool, nowait: bool) -> Option<LockedBuffer> {
     for _ in 0..8 {
         let blk = pg_sys::GetPageWithFreeSpace(index, need);
         if blk == pg_sys::InvalidBlockNumber || blk == exclude {
             break;
         }
-        let buf = LockedBuffer::read(index, blk, Lock::Exclusive);
+        let buf = if nowait {
+            match LockedBuffer::try_exclusive(index, blk) {
+                Some(b) => b,
+                None => continue,
+            }
+        } else {
+            LockedBuffer::read(index, blk, Lock::Exclusive)
+        };
         let p = buf.page();
-        if page::kind(p) == Some(PAGE_ELEMENTS) && page::free_space(p) >= need {
-            return buf;
+        let free = if page::kind(p) == Some(PAGE_ELEMENTS) { page::free_space(p) } else { 0 };
+        if free >= need {
+            return Some(buf);
         }
         // The map was stale: correct it and look again.
-        let free = if page::kind(p) == Some(PAGE_ELEMENTS) { page::free_space(p) } else { 0 };
         drop(buf);
         pg_sys::RecordPageWithFreeSpace(index, blk, free);
+    }
+    if !extend {
+        return None;
     }
     let buf = LockedBuffer::extend(index, true);
     let mut wal = WalGuard::start(index);
     let p = wal.register(&buf, true);
     page::init(p, PAGE_ELEMENTS);
+    let free = page::free_space(p);
     wal.finish();
-    buf
+    // Make the new page findable: the map's upper levels only learn of added space when
+    // vacuumed.
+    pg_sys::RecordPageWithFreeSpace(index, buf.block(), free);
+    pg_sys::FreeSpaceMapVacuumRange(index, buf.block(), buf.block() + 1);
+    Some(buf)
 }
 
 /// Adds the edge `n → new` at `level`, re-selecting `n`'s neighbours when its list is full.

@@ -37,6 +37,27 @@ impl LockedBuffer {
         }
     }
 
+    /// Block `blk` locked exclusively if that is possible without waiting. For a second page
+    /// while one is already locked: waiting there could deadlock against a backend that
+    /// holds the two pages in the other order.
+    pub fn try_exclusive(rel: pg_sys::Relation, blk: u32) -> Option<Self> {
+        unsafe {
+            let buf = pg_sys::ReadBufferExtended(
+                rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                blk,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            );
+            if pg_sys::ConditionalLockBuffer(buf) {
+                Some(LockedBuffer { buf })
+            } else {
+                pg_sys::ReleaseBuffer(buf);
+                None
+            }
+        }
+    }
+
     /// Adds a block at the end of the relation, exclusively locked. Takes the relation
     /// extension lock so concurrent inserters never get the same new block.
     pub fn extend(rel: pg_sys::Relation, concurrent: bool) -> Self {
