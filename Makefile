@@ -12,7 +12,7 @@ STATE := /var/tmp/pg_recall
 PGRX_TEST_DATA := $(STATE)/pgrx-test
 TEST_CLUSTER := $(STATE)/test-cluster
 
-.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core
+.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core bench
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -52,3 +52,9 @@ test-client: install-debug
 
 bench-core:
 	cargo bench -p recall-core --bench distance
+
+## The SQL benchmark runner: fashion-mnist and a synthetic 1M × 128 inner-product set,
+## results in bench-results/*.json and *.png. BENCH_ARGS="--datasets fashion-mnist" to narrow.
+bench: bootstrap install
+	@bash scripts/cluster.sh start
+	$(PY) benches/bench.py --url "$$(bash scripts/cluster.sh url)" $(BENCH_ARGS)

@@ -57,9 +57,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "python venv at $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pgvector, psycopg, numpy, pytest' 2>/dev/null; then
-  log "pip install pgvector psycopg numpy pytest"
-  "$VENV/bin/pip" install -q --disable-pip-version-check pgvector "psycopg[binary]" numpy pytest
+if ! "$VENV/bin/python" -c 'import pgvector, psycopg, numpy, pytest, matplotlib' 2>/dev/null; then
+  log "pip install pgvector psycopg numpy pytest matplotlib"
+  "$VENV/bin/pip" install -q --disable-pip-version-check pgvector "psycopg[binary]" numpy pytest matplotlib
 else
   log "python packages present"
 fi

@@ -36,8 +36,8 @@ start() {
 port = $p
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$DATA'
-shared_buffers = ${PG_RECALL_SHARED_BUFFERS:-2GB}
-maintenance_work_mem = 2GB
+shared_buffers = ${PG_RECALL_SHARED_BUFFERS:-4GB}
+maintenance_work_mem = 4GB
 max_parallel_maintenance_workers = 1
 work_mem = 64MB
 jit = off

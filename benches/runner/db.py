@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import psycopg
+from pgvector import Vector
 from pgvector.psycopg import register_vector
 
 
@@ -42,12 +43,15 @@ def load_table(conn, table, vectors, dims, force=False):
 
 def timed_queries(conn, sql, queries, prepare=True):
     """Runs `sql` (one %s parameter: the query vector) for each query; returns (ids per
-    query, latency ms per query). Server-side prepared, binary results."""
+    query, latency ms per query). Server-side prepared, binary parameters and results; the
+    vectors are converted to the adapter's type before timing starts, as an application
+    holding its query vectors would."""
     ids, lat = [], []
+    params = [Vector(np.asarray(q, dtype=np.float32)) for q in queries]
     with conn.cursor(binary=True) as cur:
-        for q in queries:
+        for q in params:
             t0 = time.perf_counter()
-            cur.execute(sql, (np.asarray(q, dtype=np.float32),), prepare=prepare)
+            cur.execute(sql, (q,), prepare=prepare)
             rows = cur.fetchall()
             lat.append((time.perf_counter() - t0) * 1000.0)
             ids.append(np.array([r[0] for r in rows], dtype=np.int64))

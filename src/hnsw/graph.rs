@@ -6,7 +6,7 @@ use pgrx::pg_sys;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::hnsw::search::{greedy, GraphView, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
-use std::collections::HashMap;
+use recall_core::fasthash::IdMap;
 
 use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
@@ -20,11 +20,22 @@ pub struct PageGraph {
     pub metric: Metric,
     query: Vec<f32>,
     /// Each evaluated element's neighbour tuple, so expanding it needs no second element read.
-    neighbour_ptrs: HashMap<u64, ItemPtr>,
+    neighbour_ptrs: IdMap<u64, ItemPtr>,
     /// Vectors of evaluated elements, kept only when the caller needs pairwise distances
     /// (inserts selecting neighbours).
-    vectors: Option<HashMap<u64, Vec<f32>>>,
+    vectors: Option<IdMap<u64, Vec<f32>>>,
+    /// The last page read stays pinned: an element's neighbour tuple is usually on its page,
+    /// and re-pinning costs a buffer-table lookup.
+    pinned: Option<(u32, pg_sys::Buffer)>,
     reads: u32,
+}
+
+impl Drop for PageGraph {
+    fn drop(&mut self) {
+        if let Some((_, buf)) = self.pinned.take() {
+            unsafe { pg_sys::ReleaseBuffer(buf) };
+        }
+    }
 }
 
 impl PageGraph {
@@ -35,8 +46,9 @@ impl PageGraph {
             m: meta.m as usize,
             metric: meta.metric(),
             query,
-            neighbour_ptrs: HashMap::new(),
-            vectors: keep_vectors.then(HashMap::new),
+            neighbour_ptrs: IdMap::default(),
+            vectors: keep_vectors.then(IdMap::default),
+            pinned: None,
             reads: 0,
         }
     }
@@ -45,16 +57,35 @@ impl PageGraph {
         &self.query
     }
 
-    /// Runs `f` on element `id` under a share lock; `None` if the slot holds no element.
-    pub fn with_element<R>(&mut self, id: ItemPtr, f: impl FnOnce(Element<'_>) -> R) -> Option<R> {
+    /// Runs `f` on the bytes of item `at` under a share lock on its page.
+    fn with_item<R>(&mut self, at: ItemPtr, f: impl FnOnce(&[u8]) -> Option<R>) -> Option<R> {
         self.reads = self.reads.wrapping_add(1);
         if self.reads % 256 == 0 {
             pgrx::check_for_interrupts!();
         }
-        let buf = LockedBuffer::read(self.rel, id.block, Lock::Share);
-        let bytes = unsafe { page::item(buf.page(), id.offset) }?;
-        let e = Element::parse(bytes, self.dims)?;
-        Some(f(e))
+        let buf = match self.pinned {
+            Some((blk, buf)) if blk == at.block => buf,
+            _ => unsafe {
+                let buf = match self.pinned.take() {
+                    Some((_, old)) => pg_sys::ReleaseAndReadBuffer(old, self.rel, at.block),
+                    None => pg_sys::ReadBuffer(self.rel, at.block),
+                };
+                self.pinned = Some((at.block, buf));
+                buf
+            },
+        };
+        unsafe {
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+            let r = page::item(pg_sys::BufferGetPage(buf), at.offset).and_then(f);
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+            r
+        }
+    }
+
+    /// Runs `f` on element `id` under a share lock; `None` if the slot holds no element.
+    pub fn with_element<R>(&mut self, id: ItemPtr, f: impl FnOnce(Element<'_>) -> R) -> Option<R> {
+        let dims = self.dims;
+        self.with_item(id, |bytes| Element::parse(bytes, dims).map(f))
     }
 
     /// An element's vector (cached when this graph keeps vectors).
@@ -73,7 +104,7 @@ impl PageGraph {
         }
         let dims = self.dims;
         let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned()) else { return false };
-        self.vectors.get_or_insert_with(HashMap::new).insert(id, v);
+        self.vectors.get_or_insert_with(IdMap::default).insert(id, v);
         true
     }
 
@@ -134,11 +165,10 @@ impl GraphView for PageGraph {
         if !nptr.is_valid() {
             return;
         }
-        let buf = LockedBuffer::read(self.rel, nptr.block, Lock::Share);
-        let Some(bytes) = (unsafe { page::item(buf.page(), nptr.offset) }) else { return };
-        if let Some(n) = Neighbours::parse(bytes, self.m) {
-            out.extend(n.at(level).map(|p| p.to_u64()));
-        }
+        let m = self.m;
+        self.with_item(nptr, |bytes| {
+            Neighbours::parse(bytes, m).map(|n| out.extend(n.at(level).map(|p| p.to_u64())))
+        });
     }
 }
 

@@ -10,8 +10,8 @@ use recall_core::hnsw::build::draw_level_from;
 use recall_core::hnsw::search::{search_layer, Scored};
 use recall_core::hnsw::select::select_neighbours;
 use recall_core::hnsw::tuple::{self, ElementMut, ItemPtr, Neighbours};
-use recall_core::hnsw::max_neighbours;
-use std::collections::HashSet;
+use recall_core::hnsw::{keep_pruned, max_neighbours};
+use recall_core::fasthash::IdSet;
 
 use super::build::item_ptr;
 use super::graph::PageGraph;
@@ -76,13 +76,13 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, v: &[f32], tid: ItemPtr) {
     let mut lists: Vec<Vec<Scored<u64>>> = vec![Vec::new(); level as usize + 1];
     let mut buf = Vec::new();
     for l in (0..=(level as usize).min(top)).rev() {
-        let mut visited = HashSet::new();
+        let mut visited = IdSet::default();
         let w = search_layer(&mut graph, &eps, meta.ef_construction as usize, l, &mut visited, &mut buf);
         if l == 0 && add_to_identical(index, &mut graph, &w, v, tid) {
             pg_sys::UnlockPage(index, UPDATE_LOCK, lockmode);
             return;
         }
-        lists[l] = select_neighbours(&w, max_neighbours(m, l), true, |a, b| graph.pair_distance(a, b));
+        lists[l] = select_neighbours(&w, max_neighbours(m, l), keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b));
         eps = w;
     }
     let ptr_lists: Vec<Vec<ItemPtr>> =
@@ -253,7 +253,7 @@ pub unsafe fn link_back(index: pg_sys::Relation, graph: &mut PageGraph, n: u64, 
         let mut cands: Vec<Scored<u64>> = current.iter().map(|&c| Scored { dist: graph.pair_distance(n, c), id: c }).collect();
         cands.push(Scored { dist, id: new });
         cands.sort();
-        let chosen: Vec<u64> = select_neighbours(&cands, cap, true, |a, b| graph.pair_distance(a, b)).iter().map(|s| s.id).collect();
+        let chosen: Vec<u64> = select_neighbours(&cands, cap, keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b)).iter().map(|s| s.id).collect();
         if !chosen.contains(&new) {
             return;
         }

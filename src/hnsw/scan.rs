@@ -10,7 +10,8 @@ use pgrx::prelude::*;
 use recall_core::distance::order_distance;
 use recall_core::hnsw::search::{Continuation, ResumableSearch, Scored};
 use recall_core::hnsw::tuple::ItemPtr;
-use std::collections::{HashSet, VecDeque};
+use recall_core::fasthash::IdSet;
+use std::collections::VecDeque;
 
 use super::graph::{for_each_element, PageGraph};
 use super::meta;
@@ -21,7 +22,7 @@ use crate::vector::Vector;
 struct ScanState {
     graph: Option<PageGraph>,
     search: Option<ResumableSearch<u64>>,
-    visited: HashSet<u64>,
+    visited: IdSet<u64>,
     /// TIDs of the current element still to hand out.
     ready: VecDeque<ItemPtr>,
     max_tuples: u64,
@@ -36,7 +37,7 @@ impl ScanState {
         ScanState {
             graph: None,
             search: None,
-            visited: HashSet::new(),
+            visited: IdSet::default(),
             ready: VecDeque::new(),
             max_tuples: u64::MAX,
             sweep: None,
@@ -160,7 +161,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
 
 /// Every element the walk did not visit, with its distance, sorted closest last. Normally
 /// empty or tiny; it exists so that an iterative scan can never miss a row.
-unsafe fn unreached(index: pg_sys::Relation, graph: &PageGraph, visited: &HashSet<u64>) -> Vec<Scored<u64>> {
+unsafe fn unreached(index: pg_sys::Relation, graph: &PageGraph, visited: &IdSet<u64>) -> Vec<Scored<u64>> {
     let mut out = Vec::new();
     let (dims, metric, q) = (graph.dims, graph.metric, graph.query());
     for_each_element(index, dims, |at, e| {

@@ -2,7 +2,7 @@
 //! left without rows, then free those elements' space for reuse by inserts.
 
 use pgrx::pg_sys;
-use recall_core::hnsw::max_neighbours;
+use recall_core::hnsw::{keep_pruned, max_neighbours};
 use recall_core::hnsw::search::Scored;
 use recall_core::hnsw::select::select_neighbours;
 use recall_core::hnsw::tuple::{Element, ElementMut, ItemPtr};
@@ -126,7 +126,7 @@ unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, deleted: &HashSet<u64
             let mut scored: Vec<Scored<u64>> =
                 cands.into_iter().map(|c| Scored { dist: graph.pair_distance(id, c), id: c }).collect();
             scored.sort();
-            let chosen: Vec<u64> = select_neighbours(&scored, max_neighbours(m, l), true, |a, b| graph.pair_distance(a, b))
+            let chosen: Vec<u64> = select_neighbours(&scored, max_neighbours(m, l), keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b))
                 .iter()
                 .map(|s| s.id)
                 .collect();

@@ -119,6 +119,23 @@ pub fn order_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Asks the CPU to start loading the first cache lines of `v` (the hardware prefetcher
+/// follows the rest once the scan is sequential).
+#[inline]
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = v.as_ptr() as *const i8;
+        let bytes = v.len() * 4;
+        let mut off = 0;
+        while off < bytes.min(256) {
+            _mm_prefetch(p.add(off), _MM_HINT_T0);
+            off += 64;
+        }
+    }
+}
+
 /// Sequential reference loops: the semantics every kernel must reproduce, and the benches'
 /// baseline. A plain `fold` over `f32` keeps strict evaluation order, so the compiler cannot
 /// vectorise it.

@@ -1,4 +1,5 @@
 pub mod distance;
+pub mod fasthash;
 pub mod hnsw;
 pub mod rng;
 pub mod vector_text;

@@ -56,6 +56,17 @@ impl MemGraph {
         cancel: &AtomicBool,
         done: &AtomicUsize,
     ) -> Result<MemGraph, Cancelled> {
+        Self::build_with(vectors, dims, params, cancel, done, super::keep_pruned(params.metric))
+    }
+
+    pub fn build_with(
+        vectors: Vec<f32>,
+        dims: usize,
+        params: &HnswParams,
+        cancel: &AtomicBool,
+        done: &AtomicUsize,
+        keep_pruned: bool,
+    ) -> Result<MemGraph, Cancelled> {
         let n = if dims == 0 { 0 } else { vectors.len() / dims };
         let mut rng = SplitMix64::new(params.seed);
         let levels: Vec<u8> = (0..n).map(|_| draw_level(&mut rng, params.m)).collect();
@@ -69,7 +80,7 @@ impl MemGraph {
             levels,
             links,
             entry,
-            keep_pruned: true,
+            keep_pruned,
         };
         let Some(entry) = entry else { return Ok(g) };
         done.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +269,10 @@ impl GraphView for MemView<'_> {
         if let Some(l) = links.get(level) {
             out.extend_from_slice(l);
         }
+    }
+
+    fn prefetch(&mut self, id: u32) {
+        crate::distance::prefetch(self.g.vector(id));
     }
 }
 

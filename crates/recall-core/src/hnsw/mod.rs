@@ -26,6 +26,18 @@ pub struct HnswParams {
     pub seed: u64,
 }
 
+/// Whether neighbour selection refills the slots the diversity heuristic leaves empty.
+///
+/// In a metric space the heuristic alone gives the best recall per distance evaluation and
+/// builds about 2.5× faster (measured on fashion-mnist: mean degree 11 instead of 32, the
+/// same recall for the same number of evaluations). Inner product on vectors of varying
+/// norm is not a metric: "closer to the base than to a kept neighbour" then rejects almost
+/// every candidate of a long vector, nodes end up with one or two edges and recall collapses
+/// (0.76 instead of 0.97 in the opclass test), so there the empty slots are refilled.
+pub fn keep_pruned(metric: Metric) -> bool {
+    metric == Metric::InnerProduct
+}
+
 /// Capacity of a node's neighbour list at `level`.
 #[inline]
 pub fn max_neighbours(m: usize, level: usize) -> usize {

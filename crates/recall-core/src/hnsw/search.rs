@@ -14,6 +14,30 @@ pub trait GraphView {
 
     /// Appends `id`'s neighbours at `level` to `out`.
     fn neighbours(&mut self, id: Self::Id, level: usize, out: &mut Vec<Self::Id>);
+
+    /// A hint that `distance(id)` comes next: the search is bound by memory latency, so
+    /// starting the load of the next vector while computing the current one pays off.
+    fn prefetch(&mut self, _id: Self::Id) {}
+}
+
+/// Evaluates the not-yet-visited ids of `buf` (in order), prefetching one ahead, and calls
+/// `f` with each one's distance.
+#[inline]
+fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
+    g: &mut G,
+    buf: &mut Vec<G::Id>,
+    visited: &mut V,
+    mut f: impl FnMut(Scored<G::Id>),
+) {
+    buf.retain(|&n| visited.insert(n));
+    for i in 0..buf.len() {
+        if let Some(&next) = buf.get(i + 1) {
+            g.prefetch(next);
+        }
+        if let Some(d) = g.distance(buf[i]) {
+            f(Scored { dist: d, id: buf[i] });
+        }
+    }
 }
 
 /// Marks nodes seen by one search.
@@ -22,7 +46,7 @@ pub trait Visited<Id> {
     fn insert(&mut self, id: Id) -> bool;
 }
 
-impl<Id: std::hash::Hash + Eq> Visited<Id> for std::collections::HashSet<Id> {
+impl<Id: std::hash::Hash + Eq, S: std::hash::BuildHasher> Visited<Id> for std::collections::HashSet<Id, S> {
     fn insert(&mut self, id: Id) -> bool {
         std::collections::HashSet::insert(self, id)
     }
@@ -104,20 +128,15 @@ where
         }
         buf.clear();
         g.neighbours(c.id, level, buf);
-        for &n in buf.iter() {
-            if !visited.insert(n) {
-                continue;
-            }
-            let Some(d) = g.distance(n) else { continue };
-            if results.len() < ef || d < results.peek().unwrap().dist {
-                let s = Scored { dist: d, id: n };
+        evaluate_new(g, buf, visited, |s| {
+            if results.len() < ef || s.dist < results.peek().unwrap().dist {
                 candidates.push(Reverse(s));
                 results.push(s);
                 if results.len() > ef {
                     results.pop();
                 }
             }
-        }
+        });
     }
     results.into_sorted_vec()
 }
@@ -232,27 +251,26 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
                 break;
             }
             self.frontier.pop();
-            self.buf.clear();
-            g.neighbours(c.id, 0, &mut self.buf);
-            for i in 0..self.buf.len() {
-                let n = self.buf[i];
-                if !visited.insert(n) {
-                    continue;
-                }
-                let Some(d) = g.distance(n) else { continue };
-                self.evaluated += 1;
-                let s = Scored { dist: d, id: n };
-                self.frontier.push(Reverse(s));
-                if best.len() < self.ef || d < best.peek().unwrap().dist {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            g.neighbours(c.id, 0, &mut buf);
+            let ef = self.ef;
+            let (frontier, pending) = (&mut self.frontier, &mut self.pending);
+            let mut evaluated = 0;
+            evaluate_new(g, &mut buf, visited, |s| {
+                evaluated += 1;
+                frontier.push(Reverse(s));
+                if best.len() < ef || s.dist < best.peek().unwrap().dist {
                     best.push(s);
-                    if best.len() > self.ef {
-                        let out = best.pop().unwrap();
-                        self.pending.push(Reverse(out));
+                    if best.len() > ef {
+                        pending.push(Reverse(best.pop().unwrap()));
                     }
                 } else {
-                    self.pending.push(Reverse(s));
+                    pending.push(Reverse(s));
                 }
-            }
+            });
+            self.evaluated += evaluated;
+            self.buf = buf;
         }
         let mut v = best.into_vec();
         v.sort_by(|a, b| b.cmp(a));

@@ -1,0 +1,80 @@
+//! Graph-quality probe on the baselines' synthetic inner-product set (unit-norm Gaussian
+//! mixture, 128 dims): recall@10 and distance evaluations per query over an ef sweep, for
+//! plain and keep-pruned neighbour selection.
+//! `cargo run --release --example hnsw_mixture [n] [keep_pruned 0/1] [m] [ef_construction]`
+use recall_core::distance::{order_distance, Metric};
+use recall_core::hnsw::build::MemGraph;
+use recall_core::hnsw::search::{greedy, search_layer, GraphView, Scored};
+use recall_core::hnsw::HnswParams;
+use recall_core::rng::SplitMix64;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+struct Counting<'a, G>(&'a mut G, usize);
+impl<G: GraphView<Id = u32>> GraphView for Counting<'_, G> {
+    type Id = u32;
+    fn distance(&mut self, id: u32) -> Option<f32> {
+        self.1 += 1;
+        self.0.distance(id)
+    }
+    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
+        self.0.neighbours(id, level, out)
+    }
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let n: usize = a.get(1).map(|s| s.parse().unwrap()).unwrap_or(200_000);
+    let keep = a.get(2).is_some_and(|s| s == "1");
+    let m: usize = a.get(3).map(|s| s.parse().unwrap()).unwrap_or(16);
+    let efc: usize = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(64);
+    let (dims, centres, nq) = (128usize, 1000usize, 200usize);
+    let mut rng = SplitMix64::new(7);
+    let mut gauss = move || {
+        let (u, v) = (rng.next_f64_open0(), rng.next_f64_open0());
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    };
+    let c: Vec<f32> = (0..centres * dims).map(|_| gauss()).collect();
+    let mut pick = SplitMix64::new(8);
+    let mut all = Vec::with_capacity((n + nq) * dims);
+    for _ in 0..n + nq {
+        let k = pick.below(centres as u64) as usize;
+        let mut x: Vec<f32> = (0..dims).map(|d| c[k * dims + d] + gauss()).collect();
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        x.iter_mut().for_each(|v| *v /= norm);
+        all.extend(x);
+    }
+    let (base, qs) = all.split_at(n * dims);
+    let p = HnswParams { m, ef_construction: efc, metric: Metric::InnerProduct, seed: 1 };
+    let t = std::time::Instant::now();
+    let g = MemGraph::build_with(base.to_vec(), dims, &p, &AtomicBool::new(false), &AtomicUsize::new(0), keep).unwrap();
+    let deg: f64 = (0..g.len() as u32).map(|i| g.links(i)[0].len() as f64).sum::<f64>() / g.len() as f64;
+    println!("n={n} keep_pruned={keep} m={m} efc={efc}: build {:.1} s, mean degree {deg:.1}", t.elapsed().as_secs_f64());
+    let truth: Vec<HashSet<u32>> = qs
+        .chunks(dims)
+        .map(|q| {
+            let mut d: Vec<(f32, u32)> =
+                base.chunks(dims).enumerate().map(|(i, x)| (order_distance(Metric::InnerProduct, q, x), i as u32)).collect();
+            d.select_nth_unstable_by(10, |a, b| a.0.total_cmp(&b.0));
+            d[..10].iter().map(|x| x.1).collect()
+        })
+        .collect();
+    for ef in [40, 160, 320, 1000] {
+        let (mut hits, mut evals) = (0, 0);
+        for (qi, q) in qs.chunks(dims).enumerate() {
+            let mut v = g.view(q);
+            let mut cnt = Counting(&mut v, 0);
+            let e = g.entry().unwrap();
+            let mut buf = Vec::new();
+            let mut cur = Scored { dist: cnt.distance(e).unwrap(), id: e };
+            for l in (1..=g.level(e) as usize).rev() {
+                cur = greedy(&mut cnt, cur, l, &mut buf);
+            }
+            let mut vis = HashSet::new();
+            let r = search_layer(&mut cnt, &[cur], ef, 0, &mut vis, &mut buf);
+            hits += r.iter().take(10).filter(|s| truth[qi].contains(&s.id)).count();
+            evals += cnt.1;
+        }
+        println!("ef={ef:<5} recall@10={:.4} evals/query={:.0}", hits as f64 / (nq * 10) as f64, evals as f64 / nq as f64);
+    }
+}
