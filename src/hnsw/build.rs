@@ -296,13 +296,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let dims = index_dims(index);
     let (m, ef_construction) = options::build_options(index);
     let meta = HnswMeta::new(dims, m, ef_construction, opclass_metric(index));
-    let buf = pg_sys::ReadBufferExtended(
-        index,
-        pg_sys::ForkNumber::INIT_FORKNUM,
-        pg_sys::InvalidBlockNumber,
-        pg_sys::ReadBufferMode::RBM_NORMAL,
-        std::ptr::null_mut(),
-    );
+    let buf = crate::storage::buffer::pin(index, pg_sys::ForkNumber::INIT_FORKNUM, pg_sys::InvalidBlockNumber);
     pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
     meta::init_page(pg_sys::BufferGetPage(buf), &meta);
     pg_sys::MarkBufferDirty(buf);

@@ -21,34 +21,25 @@ pub struct LockedBuffer {
     buf: pg_sys::Buffer,
 }
 
+/// Pins block `blk` of `fork` (`InvalidBlockNumber` extends the fork by one block).
+pub fn pin(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, blk: u32) -> pg_sys::Buffer {
+    unsafe { pg_sys::ReadBufferExtended(rel, fork, blk, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut()) }
+}
+
 impl LockedBuffer {
     /// Reads block `blk` of the main fork and locks it.
     pub fn read(rel: pg_sys::Relation, blk: u32, lock: Lock) -> Self {
-        unsafe {
-            let buf = pg_sys::ReadBufferExtended(
-                rel,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                blk,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
-            pg_sys::LockBuffer(buf, lock.mode());
-            LockedBuffer { buf }
-        }
+        let buf = pin(rel, pg_sys::ForkNumber::MAIN_FORKNUM, blk);
+        unsafe { pg_sys::LockBuffer(buf, lock.mode()) };
+        LockedBuffer { buf }
     }
 
     /// Block `blk` locked exclusively if that is possible without waiting. For a second page
     /// while one is already locked: waiting there could deadlock against a backend that
     /// holds the two pages in the other order.
     pub fn try_exclusive(rel: pg_sys::Relation, blk: u32) -> Option<Self> {
+        let buf = pin(rel, pg_sys::ForkNumber::MAIN_FORKNUM, blk);
         unsafe {
-            let buf = pg_sys::ReadBufferExtended(
-                rel,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                blk,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
             if pg_sys::ConditionalLockBuffer(buf) {
                 Some(LockedBuffer { buf })
             } else {
@@ -65,13 +56,7 @@ impl LockedBuffer {
             if concurrent {
                 pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
             }
-            let buf = pg_sys::ReadBufferExtended(
-                rel,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                pg_sys::InvalidBlockNumber,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
+            let buf = pin(rel, pg_sys::ForkNumber::MAIN_FORKNUM, pg_sys::InvalidBlockNumber);
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
             if concurrent {
                 pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);

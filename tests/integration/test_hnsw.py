@@ -73,6 +73,14 @@ def test_delete_vacuum_reinsert_keeps_recall_and_size(conn):
     assert total == len(base)
 
 
+def indexed_table(conn, rows, dims):
+    """pg_recall in a fresh cluster: table `rp` with `rows` and an hnsw index on it."""
+    conn.execute("CREATE EXTENSION pg_recall")
+    register_vector(conn)
+    db.load_table(conn, "rp", rows, dims)
+    conn.execute("CREATE INDEX ON rp USING hnsw (embedding vector_l2_ops)")
+
+
 def query_all(conn, queries, k=20):
     conn.execute("SET enable_seqscan = off")
     return [[r[0] for r in conn.execute(f"SELECT id FROM rp ORDER BY embedding <-> %s LIMIT {k}", (q,)).fetchall()]
@@ -85,10 +93,7 @@ def test_streaming_replica_returns_primary_results():
     try:
         base, queries = datasets.gaussian_mixture(6000, 32, 20, centres=20, seed=9)
         with primary.connect() as p:
-            p.execute("CREATE EXTENSION pg_recall")
-            register_vector(p)
-            db.load_table(p, "rp", base[:4000], 32)
-            p.execute("CREATE INDEX ON rp USING hnsw (embedding vector_l2_ops)")
+            indexed_table(p, base[:4000], 32)
             replica.replica_of(primary).start()
             # Inserts, deletes and vacuum after the replica started: all through WAL.
             with p.cursor() as cur:
@@ -118,10 +123,7 @@ def test_kill_9_during_concurrent_inserts_leaves_a_consistent_index():
     try:
         base, queries = datasets.gaussian_mixture(20000, 32, 5, centres=20, seed=11)
         with c.connect() as p:
-            p.execute("CREATE EXTENSION pg_recall")
-            register_vector(p)
-            db.load_table(p, "rp", base[:2000], 32)
-            p.execute("CREATE INDEX ON rp USING hnsw (embedding vector_l2_ops)")
+            indexed_table(p, base[:2000], 32)
 
         def writer(start):
             try:

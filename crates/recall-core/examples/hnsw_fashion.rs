@@ -2,8 +2,7 @@
 //! sweep of ef the recall@10 and the distance evaluations per query (the cost a scan pays
 //! in page reads). `cargo run --release --example hnsw_fashion [n] [keep_pruned 0/1]`
 use recall_core::distance::{order_distance, Metric};
-use recall_core::hnsw::build::MemGraph;
-use recall_core::hnsw::search::{greedy, search_layer, GraphView, Scored};
+use recall_core::hnsw::build::{search_counted, MemGraph};
 use recall_core::hnsw::HnswParams;
 use std::collections::HashSet;
 use std::io::Read;
@@ -14,18 +13,6 @@ fn idx(path: &str) -> (Vec<f32>, usize) {
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut d).unwrap();
     let n = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
     (d[16..].iter().map(|&b| b as f32).collect(), n)
-}
-
-struct Counting<'a, G>(&'a mut G, usize);
-impl<G: GraphView<Id = u32>> GraphView for Counting<'_, G> {
-    type Id = u32;
-    fn distance(&mut self, id: u32) -> Option<f32> {
-        self.1 += 1;
-        self.0.distance(id)
-    }
-    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
-        self.0.neighbours(id, level, out)
-    }
 }
 
 fn main() {
@@ -56,18 +43,9 @@ fn main() {
         let (mut hits, mut evals) = (0, 0);
         let t = std::time::Instant::now();
         for (qi, q) in qs[..nq * dims].chunks(dims).enumerate() {
-            let mut v = g.view(q);
-            let mut c = Counting(&mut v, 0);
-            let e = g.entry().unwrap();
-            let mut buf = Vec::new();
-            let mut cur = Scored { dist: c.distance(e).unwrap(), id: e };
-            for l in (1..=g.level(e) as usize).rev() {
-                cur = greedy(&mut c, cur, l, &mut buf);
-            }
-            let mut vis = HashSet::new();
-            let r = search_layer(&mut c, &[cur], ef.max(10), 0, &mut vis, &mut buf);
-            hits += r.iter().take(10).filter(|s| truth[qi].contains(&s.id)).count();
-            evals += c.1;
+            let (r, n) = search_counted(&g, q, 10, ef);
+            hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
+            evals += n;
         }
         println!(
             "ef={ef:<4} recall@10={:.4} evals/query={:.0} us/query={:.1}",

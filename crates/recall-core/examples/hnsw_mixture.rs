@@ -3,24 +3,11 @@
 //! plain and keep-pruned neighbour selection.
 //! `cargo run --release --example hnsw_mixture [n] [keep_pruned 0/1] [m] [ef_construction]`
 use recall_core::distance::{order_distance, Metric};
-use recall_core::hnsw::build::MemGraph;
-use recall_core::hnsw::search::{greedy, search_layer, GraphView, Scored};
+use recall_core::hnsw::build::{search_counted, MemGraph};
 use recall_core::hnsw::HnswParams;
 use recall_core::rng::SplitMix64;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-
-struct Counting<'a, G>(&'a mut G, usize);
-impl<G: GraphView<Id = u32>> GraphView for Counting<'_, G> {
-    type Id = u32;
-    fn distance(&mut self, id: u32) -> Option<f32> {
-        self.1 += 1;
-        self.0.distance(id)
-    }
-    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
-        self.0.neighbours(id, level, out)
-    }
-}
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -62,18 +49,9 @@ fn main() {
     for ef in [40, 160, 320, 1000] {
         let (mut hits, mut evals) = (0, 0);
         for (qi, q) in qs.chunks(dims).enumerate() {
-            let mut v = g.view(q);
-            let mut cnt = Counting(&mut v, 0);
-            let e = g.entry().unwrap();
-            let mut buf = Vec::new();
-            let mut cur = Scored { dist: cnt.distance(e).unwrap(), id: e };
-            for l in (1..=g.level(e) as usize).rev() {
-                cur = greedy(&mut cnt, cur, l, &mut buf);
-            }
-            let mut vis = HashSet::new();
-            let r = search_layer(&mut cnt, &[cur], ef, 0, &mut vis, &mut buf);
-            hits += r.iter().take(10).filter(|s| truth[qi].contains(&s.id)).count();
-            evals += cnt.1;
+            let (r, n) = search_counted(&g, q, 10, ef);
+            hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
+            evals += n;
         }
         println!("ef={ef:<5} recall@10={:.4} evals/query={:.0}", hits as f64 / (nq * 10) as f64, evals as f64 / nq as f64);
     }

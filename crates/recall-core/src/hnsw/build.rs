@@ -10,7 +10,7 @@ use std::sync::RwLock;
 
 use rayon::prelude::*;
 
-use super::search::{greedy, search_layer, GraphView, Scored, Visited};
+use super::search::{greedy, search_layer, Counted, GraphView, Scored, Visited};
 use super::select::select_neighbours;
 use super::visited::VisitedList;
 use super::{max_neighbours, HnswParams, MAX_LEVEL};
@@ -279,8 +279,14 @@ impl GraphView for MemView<'_> {
 /// Full k-NN search on a built graph: descend the upper layers greedily, then a beam of
 /// width `ef` at layer 0. Returns up to `k` nodes, closest first.
 pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> {
-    let Some(entry) = g.entry() else { return Vec::new() };
-    let mut view = g.view(q);
+    search_counted(g, q, k, ef).0
+}
+
+/// [`search`], also returning the number of distance evaluations it took.
+pub fn search_counted(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> (Vec<Scored<u32>>, usize) {
+    let Some(entry) = g.entry() else { return (Vec::new(), 0) };
+    let mut inner = g.view(q);
+    let mut view = Counted::new(&mut inner);
     let mut buf = Vec::new();
     let mut cur = Scored { dist: view.distance(entry).unwrap(), id: entry };
     for l in (1..=g.level(entry) as usize).rev() {
@@ -289,5 +295,5 @@ pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> 
     let mut visited = std::collections::HashSet::new();
     let mut r = search_layer(&mut view, &[cur], ef.max(k), 0, &mut visited, &mut buf);
     r.truncate(k);
-    r
+    (r, view.evaluations)
 }

@@ -40,6 +40,33 @@ fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
     }
 }
 
+/// A [`GraphView`] that counts distance evaluations — the unit of work of a search (each
+/// one is a vector read), for benchmarks and tuning.
+pub struct Counted<'a, G> {
+    pub inner: &'a mut G,
+    pub evaluations: usize,
+}
+
+impl<'a, G> Counted<'a, G> {
+    pub fn new(inner: &'a mut G) -> Self {
+        Counted { inner, evaluations: 0 }
+    }
+}
+
+impl<G: GraphView> GraphView for Counted<'_, G> {
+    type Id = G::Id;
+    fn distance(&mut self, id: G::Id) -> Option<f32> {
+        self.evaluations += 1;
+        self.inner.distance(id)
+    }
+    fn neighbours(&mut self, id: G::Id, level: usize, out: &mut Vec<G::Id>) {
+        self.inner.neighbours(id, level, out)
+    }
+    fn prefetch(&mut self, id: G::Id) {
+        self.inner.prefetch(id)
+    }
+}
+
 /// Marks nodes seen by one search.
 pub trait Visited<Id> {
     /// Returns true the first time `id` is inserted.
