@@ -50,8 +50,9 @@ def main():
     conn.execute("CREATE INDEX items_embedding_hnsw ON items USING hnsw (embedding vector_l2_ops)")
     build_s = time.perf_counter() - t0
     size = conn.execute("SELECT pg_relation_size('items_embedding_hnsw')").fetchone()[0]
-    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (COSTS OFF) " + sql.replace("%s", "%s::vector"),
-                                                 (queries[0],)).fetchall())
+    # The plan, with the 784-number query literal elided.
+    plan = "\n".join(r[0].split(" '[")[0] for r in conn.execute(
+        "EXPLAIN (COSTS OFF) " + sql.replace("%s", "%s::vector"), (queries[0],)).fetchall())
     ids, lat = db.timed_queries(conn, sql, queries)
     hnsw = ([gt.recall(i, r) for i, r in enumerate(ids)], lat, ids)
 

@@ -143,6 +143,23 @@ mod tests {
         );
     }
 
+    /// A graph larger than maintenance_work_mem: the part that fits is built in memory, the
+    /// rest inserted on disk; the index must be as complete and as good.
+    #[pg_test]
+    fn hnsw_build_spills_past_maintenance_work_mem() {
+        make_table("sp", 6000, 64);
+        exact_copy("sp");
+        Spi::run("SET LOCAL maintenance_work_mem = '1MB'").unwrap();
+        Spi::run("CREATE INDEX ON sp USING hnsw (v vector_l2_ops)").unwrap();
+        force_index();
+        let r = recall("sp", "<->", 10, 30);
+        assert!(r >= 0.95, "recall after a spilled build {r}");
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM (SELECT id FROM sp ORDER BY v <-> (SELECT v FROM sp WHERE id = 3) LIMIT 100000) s").unwrap(),
+            Some(6000)
+        );
+    }
+
     #[pg_test]
     fn hnsw_options_and_errors() {
         Spi::run("CREATE TABLE oe (v vector(3), u vector)").unwrap();

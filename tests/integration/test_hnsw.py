@@ -73,6 +73,20 @@ def test_delete_vacuum_reinsert_keeps_recall_and_size(conn):
     assert total == len(base)
 
 
+def test_build_can_be_cancelled(conn):
+    """A cancel (here: statement_timeout) stops the parallel graph build promptly, and the
+    session stays usable."""
+    base, _ = datasets.gaussian_mixture(60000, 64, 1, centres=50, seed=4)
+    db.load_table(conn, "cb", base, 64, force=True)
+    conn.execute("SET statement_timeout = '1s'")
+    t0 = time.perf_counter()
+    with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+        conn.execute("CREATE INDEX ON cb USING hnsw (embedding vector_l2_ops) WITH (ef_construction = 400)")
+    assert time.perf_counter() - t0 < 10
+    conn.execute("RESET statement_timeout")
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'cb' AND indexdef LIKE '%hnsw%'").fetchone()[0] == 0
+
+
 def indexed_table(conn, rows, dims):
     """pg_recall in a fresh cluster: table `rp` with `rows` and an hnsw index on it."""
     conn.execute("CREATE EXTENSION pg_recall")
