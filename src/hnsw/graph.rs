@@ -32,9 +32,7 @@ pub struct PageGraph {
 
 impl Drop for PageGraph {
     fn drop(&mut self) {
-        if let Some((_, buf)) = self.pinned.take() {
-            unsafe { pg_sys::ReleaseBuffer(buf) };
-        }
+        self.release_pin();
     }
 }
 
@@ -55,6 +53,16 @@ impl PageGraph {
 
     pub fn query(&self) -> &[f32] {
         &self.query
+    }
+
+    /// Drops the pin kept on the last page read. A graph that outlives one executor call (an
+    /// index scan's) must do this before returning: after an `ERROR` the transaction's
+    /// resource owner releases every pin, and a later release from here would unpin a buffer
+    /// this backend no longer holds.
+    pub fn release_pin(&mut self) {
+        if let Some((_, buf)) = self.pinned.take() {
+            unsafe { pg_sys::ReleaseBuffer(buf) };
+        }
     }
 
     /// Runs `f` on the bytes of item `at` under a share lock on its page.

@@ -123,6 +123,17 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
         error!("hnsw index scans only go forward");
     }
     let state = &mut *((*scan).opaque as *mut ScanState);
+    // No pin may outlive this call, also when an ERROR unwinds through it (see
+    // `PageGraph::release_pin`).
+    struct Unpin(*mut ScanState);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            if let Some(g) = unsafe { (*self.0).graph.as_mut() } {
+                g.release_pin();
+            }
+        }
+    }
+    let _unpin = Unpin(state);
     if state.graph.is_none() && !state.exhausted {
         start(scan, state);
     }

@@ -160,6 +160,29 @@ mod tests {
         );
     }
 
+    /// An ERROR raised while an index scan is open (here by the query, after some rows) must
+    /// abort cleanly and leave the session able to scan again.
+    #[pg_test]
+    fn hnsw_error_during_scan_is_clean() {
+        make_table("es", 3000, 8);
+        Spi::run("CREATE INDEX ON es USING hnsw (v vector_l2_ops)").unwrap();
+        force_index();
+        for _ in 0..3 {
+            assert_sql_error(
+                "SELECT id, 1 / (row_number() OVER () - 20)::int FROM (SELECT id FROM es ORDER BY v <-> (SELECT v FROM es WHERE id = 1) LIMIT 100) s",
+                "division by zero",
+            );
+            assert_sql_error(
+                "SELECT id FROM es WHERE 1 / (id - 1500) > -1 ORDER BY v <-> (SELECT v FROM es WHERE id = 1500) LIMIT 10",
+                "division by zero",
+            );
+        }
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM (SELECT id FROM es ORDER BY v <-> (SELECT v FROM es WHERE id = 1) LIMIT 10) s").unwrap(),
+            Some(10)
+        );
+    }
+
     #[pg_test]
     fn hnsw_options_and_errors() {
         Spi::run("CREATE TABLE oe (v vector(3), u vector)").unwrap();
