@@ -141,7 +141,7 @@ unsafe extern "C-unwind" fn build_callback(
         crate::vector::errors::check_expected_dim(state.dims as i32, v.len());
         state.index_tuples += 1.0;
         if state.on_disk {
-            insert::insert_vector(state.index, &v, tid);
+            insert::insert_vector(state.index, &meta::read(state.index), &v, tid);
         } else {
             state.vectors.extend_from_slice(&v);
             state.tids.push(tid);
@@ -271,7 +271,7 @@ unsafe fn write_graph(state: &mut BuildState) {
         pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
     }
     for (row, tid) in overflow {
-        insert::insert_vector(index, &state.vectors[row * dims..(row + 1) * dims], tid);
+        insert::insert_vector(index, &meta, &state.vectors[row * dims..(row + 1) * dims], tid);
     }
     state.vectors = Vec::new();
     state.tids = Vec::new();

@@ -44,14 +44,15 @@ pub unsafe extern "C-unwind" fn aminsert(
     let meta = meta::read(index);
     crate::vector::errors::check_expected_dim(meta.dims as i32, v.dim());
     if let Some(v) = prepare(meta.metric(), v.as_slice()) {
-        insert_vector(index, &v, item_ptr(heap_tid));
+        insert_vector(index, &meta, &v, item_ptr(heap_tid));
     }
     false
 }
 
-/// Inserts one prepared vector (normalised for cosine) for heap row `tid`.
-pub unsafe fn insert_vector(index: pg_sys::Relation, v: &[f32], tid: ItemPtr) {
-    let peek = meta::read(index);
+/// Inserts one prepared vector (normalised for cosine) for heap row `tid`. `peek` is a
+/// metapage read from before the graph lock, used to choose the lock mode; the metapage is
+/// read again under the lock.
+pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32], tid: ItemPtr) {
     let level = draw_level_from(pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state), peek.m as usize);
     let lockmode = if peek.entry().is_none() || level > peek.entry_level {
         pg_sys::ExclusiveLock

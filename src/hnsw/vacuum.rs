@@ -112,6 +112,7 @@ unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, deleted: &HashSet<u64
     });
     let mut graph = PageGraph::new(index, meta, Vec::new(), true);
     for (id, nptr, level) in affected {
+        pgrx::check_for_interrupts!();
         for l in 0..=level as usize {
             let Some(list) = read_list(index, nptr, m, l) else { continue };
             if !list.iter().any(|n| deleted.contains(n)) {
