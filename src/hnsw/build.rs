@@ -136,7 +136,7 @@ unsafe extern "C-unwind" fn build_callback(
     }
     let old = pg_sys::MemoryContextSwitchTo(state.tmp_cxt);
     let v = Vector::from_datum_unchecked(*values);
-    let tid = item_ptr(tid);
+    let tid = page::from_item_pointer(&*tid);
     if let Some(v) = prepare(state.metric, v.as_slice()) {
         crate::vector::errors::check_expected_dim(state.dims as i32, v.len());
         state.index_tuples += 1.0;
@@ -162,11 +162,6 @@ unsafe extern "C-unwind" fn build_callback(
     }
     pg_sys::MemoryContextSwitchTo(old);
     pg_sys::MemoryContextReset(state.tmp_cxt);
-}
-
-pub unsafe fn item_ptr(tid: pg_sys::ItemPointer) -> ItemPtr {
-    let t = &*tid;
-    ItemPtr { block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32, offset: t.ip_posid }
 }
 
 /// Where each element and its neighbour tuple go: filled page by page from block 1, an

@@ -13,7 +13,6 @@ use recall_core::hnsw::tuple::{self, ElementMut, ItemPtr, Neighbours};
 use recall_core::hnsw::{keep_pruned, max_neighbours};
 use recall_core::fasthash::IdSet;
 
-use super::build::item_ptr;
 use super::graph::PageGraph;
 use super::meta::{self, HnswMeta};
 use super::{prepare, PAGE_ELEMENTS};
@@ -44,7 +43,7 @@ pub unsafe extern "C-unwind" fn aminsert(
     let meta = meta::read(index);
     crate::vector::errors::check_expected_dim(meta.dims as i32, v.dim());
     if let Some(v) = prepare(meta.metric(), v.as_slice()) {
-        insert_vector(index, &meta, &v, item_ptr(heap_tid));
+        insert_vector(index, &meta, &v, page::from_item_pointer(&*heap_tid));
     }
     false
 }

@@ -139,10 +139,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
     }
     loop {
         if let Some(tid) = state.ready.pop_front() {
-            let t = &mut (*scan).xs_heaptid;
-            t.ip_blkid.bi_hi = (tid.block >> 16) as u16;
-            t.ip_blkid.bi_lo = tid.block as u16;
-            t.ip_posid = tid.offset;
+            (*scan).xs_heaptid = crate::storage::page::to_item_pointer(tid);
             // Exact order (no recheck): the executor returns rows as they come.
             (*scan).xs_recheck = false;
             (*scan).xs_recheckorderby = false;

@@ -3,6 +3,22 @@
 
 use pgrx::pg_sys;
 
+use recall_core::hnsw::tuple::ItemPtr;
+
+/// A Postgres `ItemPointerData` as the core's [`ItemPtr`].
+pub fn from_item_pointer(t: &pg_sys::ItemPointerData) -> ItemPtr {
+    ItemPtr { block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32, offset: t.ip_posid }
+}
+
+/// The core's [`ItemPtr`] as a Postgres `ItemPointerData`.
+pub fn to_item_pointer(p: ItemPtr) -> pg_sys::ItemPointerData {
+    let mut d = pg_sys::ItemPointerData::default();
+    d.ip_blkid.bi_hi = (p.block >> 16) as u16;
+    d.ip_blkid.bi_lo = p.block as u16;
+    d.ip_posid = p.offset;
+    d
+}
+
 /// Special space of every index page we write: what kind of page it is.
 #[repr(C)]
 #[derive(Clone, Copy)]
