@@ -38,6 +38,14 @@ mod tests {
         Spi::run(&format!("CREATE TEMP TABLE {table}_exact AS SELECT * FROM {table}")).unwrap();
     }
 
+    /// Rows a complete index scan from row `id`'s vector returns.
+    fn scanned_rows(table: &str, id: i32) -> Option<i64> {
+        Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM (SELECT id FROM {table} ORDER BY v <-> (SELECT v FROM {table} WHERE id = {id}) LIMIT 100000) s"
+        ))
+        .unwrap()
+    }
+
     fn force_index() {
         Spi::run("SET LOCAL enable_seqscan = off").unwrap();
     }
@@ -131,10 +139,7 @@ mod tests {
         let r = recall("iv", "<->", 10, 40);
         assert!(r >= 0.95, "recall after inserts {r}");
         // Every row is reachable by a complete scan.
-        assert_eq!(
-            Spi::get_one::<i64>("SELECT count(*) FROM (SELECT id FROM iv ORDER BY v <-> (SELECT v FROM iv WHERE id = 3) LIMIT 100000) s").unwrap(),
-            Some(4000)
-        );
+        assert_eq!(scanned_rows("iv", 3), Some(4000));
         // NULLs are not indexed; duplicates are.
         Spi::run("INSERT INTO iv VALUES (100001, 1, NULL), (100002, 1, (SELECT v FROM iv WHERE id = 7)), (100003, 1, (SELECT v FROM iv WHERE id = 7))").unwrap();
         assert_eq!(
@@ -154,10 +159,7 @@ mod tests {
         force_index();
         let r = recall("sp", "<->", 10, 30);
         assert!(r >= 0.95, "recall after a spilled build {r}");
-        assert_eq!(
-            Spi::get_one::<i64>("SELECT count(*) FROM (SELECT id FROM sp ORDER BY v <-> (SELECT v FROM sp WHERE id = 3) LIMIT 100000) s").unwrap(),
-            Some(6000)
-        );
+        assert_eq!(scanned_rows("sp", 3), Some(6000));
     }
 
     /// An ERROR raised while an index scan is open (here by the query, after some rows) must

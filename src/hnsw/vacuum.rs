@@ -51,7 +51,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         for off in 1..=page::max_offset(p) {
             let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, dims)) else { continue };
             removed += e.retain_tids(|t| {
-                let mut tid = heap_tid(t);
+                let mut tid = page::to_item_pointer(t);
                 !callback(&mut tid, callback_state)
             });
             (*stats).num_index_tuples += e.view().tid_count() as f64;
@@ -62,26 +62,22 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         }
     }
 
-    // 2. and 3., with inserts held off so no new edge can point at what is being freed.
+    // 2. and 3., with inserts held off so no new edge can point at what is being freed. The
+    // metapage is read again: an insert may have moved the entry point since step 1.
     pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
-    let mut deleted: HashSet<u64> = HashSet::new();
-    let mut best_live: Option<(u8, ItemPtr)> = None;
-    for_each_element(index, dims, |at, e| {
-        if e.tid_count() == 0 {
-            deleted.insert(at.to_u64());
-        } else if best_live.is_none_or(|(l, _)| e.level() > l) {
-            best_live = Some((e.level(), at));
-        }
-    });
-    if !deleted.is_empty() {
-        repair(index, &meta, &deleted);
+    let meta = meta::read(index);
+    let mut census = Census::default();
+    for_each_element(index, dims, |at, e| census.add(at, e));
+    if !census.deleted.is_empty() {
+        repair(index, &meta, &census);
+        let (deleted, best_live) = (&census.deleted, census.best_live);
         if meta.entry().is_some_and(|e| deleted.contains(&e.to_u64())) {
             meta::update(index, |m| match best_live {
                 Some((level, at)) => m.set_entry(Some(at), level),
                 None => m.set_entry(None, 0),
             });
         }
-        free_elements(index, dims, &deleted);
+        free_elements(index, dims, deleted);
     }
     pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
     pg_sys::IndexFreeSpaceMapVacuum(index);
@@ -89,29 +85,43 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     stats
 }
 
-fn heap_tid(t: ItemPtr) -> pg_sys::ItemPointerData {
-    let mut d = pg_sys::ItemPointerData::default();
-    d.ip_blkid.bi_hi = (t.block >> 16) as u16;
-    d.ip_blkid.bi_lo = t.block as u16;
-    d.ip_posid = t.offset;
-    d
+/// One pass over the elements, taken under the graph lock: what vacuum's repair and freeing
+/// steps need.
+#[derive(Default)]
+struct Census {
+    /// Elements left without heap rows.
+    deleted: HashSet<u64>,
+    /// Live elements: (id, neighbour tuple, level).
+    live: Vec<(u64, ItemPtr, u8)>,
+    /// Every element's neighbour tuple.
+    neighbour_ptrs: HashMap<u64, ItemPtr>,
+    /// The highest live element: the entry point if the current one is deleted.
+    best_live: Option<(u8, ItemPtr)>,
+}
+
+impl Census {
+    fn add(&mut self, at: ItemPtr, e: Element<'_>) {
+        let id = at.to_u64();
+        self.neighbour_ptrs.insert(id, e.neighbours_ptr());
+        if e.tid_count() == 0 {
+            self.deleted.insert(id);
+        } else {
+            self.live.push((id, e.neighbours_ptr(), e.level()));
+            if self.best_live.is_none_or(|(l, _)| e.level() > l) {
+                self.best_live = Some((e.level(), at));
+            }
+        }
+    }
 }
 
 /// Every live element whose lists point at a deleted element gets its list re-selected from
 /// its surviving neighbours plus the deleted neighbours' own neighbours (the paths the
 /// deleted node used to provide).
-unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, deleted: &HashSet<u64>) {
-    let (dims, m) = (meta.dims as usize, meta.m as usize);
-    let mut affected: Vec<(u64, ItemPtr, u8)> = Vec::new();
-    let mut nptrs: HashMap<u64, ItemPtr> = HashMap::new();
-    for_each_element(index, dims, |at, e| {
-        nptrs.insert(at.to_u64(), e.neighbours_ptr());
-        if e.tid_count() > 0 {
-            affected.push((at.to_u64(), e.neighbours_ptr(), e.level()));
-        }
-    });
+unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, census: &Census) {
+    let m = meta.m as usize;
+    let (deleted, nptrs) = (&census.deleted, &census.neighbour_ptrs);
     let mut graph = PageGraph::new(index, meta, Vec::new(), true);
-    for (id, nptr, level) in affected {
+    for &(id, nptr, level) in &census.live {
         pgrx::check_for_interrupts!();
         for l in 0..=level as usize {
             let Some(list) = read_list(index, nptr, m, l) else { continue };
