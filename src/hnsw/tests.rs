@@ -7,7 +7,10 @@ mod tests {
     use crate::test_support::{assert_sql_error, float8};
     use pgrx::prelude::*;
 
-    /// Clustered synthetic data: `n` rows of `dims` dimensions around 20 centres.
+    /// Clustered synthetic data: `n` rows of `dims` dimensions around 20 centres, stored in
+    /// id order so the clusters are interleaved on disk. (Without the ORDER BY the hash join
+    /// stores them cluster after cluster, and a build that spills then inserts whole clusters
+    /// one after another — the known weak case of incremental HNSW, see the README.)
     fn make_table(name: &str, n: usize, dims: usize) {
         Spi::run(&format!(
             "CREATE TABLE {name} (id int PRIMARY KEY, category int, v vector({dims}));
@@ -16,7 +19,7 @@ mod tests {
                FROM generate_series(0, 19) c, generate_series(1, {dims}) d GROUP BY c;
              INSERT INTO {name}
                SELECT i, i % 100, (SELECT array_agg(x + (random() - 0.5))::vector FROM unnest(centre) x)
-               FROM generate_series(1, {n}) i JOIN {name}_c ON c = i % 20;"
+               FROM generate_series(1, {n}) i JOIN {name}_c ON c = i % 20 ORDER BY i;"
         ))
         .unwrap();
     }
