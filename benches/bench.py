@@ -82,7 +82,7 @@ def fmt(row):
             f"QPS 1={row['qps_1']:8.1f}  QPS 2={q2}" + (f"  ({row['short_results']} short)" if row["short_results"] else ""))
 
 
-def bench_dataset(url, name, n_queries, exact_queries, sweep):
+def bench_dataset(url, name, n_queries, exact_queries, sweep, indexes):
     loader, metric, op, opclass, ks = DATASETS[name]
     print(f"== {name}", flush=True)
     base, queries = loader()
@@ -98,7 +98,8 @@ def bench_dataset(url, name, n_queries, exact_queries, sweep):
     print(f"ground truth in {time.perf_counter() - t0:.1f} s", flush=True)
     result = {"dataset": name, "rows": len(base), "dims": int(base.shape[1]), "metric": metric,
               "queries": len(queries), "indexes": []}
-    conn.execute(f"DROP INDEX IF EXISTS {table}_hnsw")
+    for am in ("hnsw", "ivfflat"):
+        conn.execute(f"DROP INDEX IF EXISTS {table}_{am}")
     conn.execute(f"SELECT count(*) FROM {table} WHERE embedding IS NOT NULL")
 
     # Exact scan (few queries: it is slow by design).
@@ -108,30 +109,49 @@ def bench_dataset(url, name, n_queries, exact_queries, sweep):
     result["indexes"].append({"index": "none (exact scan)", "rows": [exact]})
 
     conn.execute("SET max_parallel_maintenance_workers = 1")
-    t0 = time.perf_counter()
-    conn.execute(f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (embedding {opclass})")
-    build_s = time.perf_counter() - t0
-    size = conn.execute(f"SELECT pg_relation_size('{table}_hnsw')").fetchone()[0]
-    print(f"hnsw m=16 ef_construction=64: build {build_s:.1f} s, {size / 2**20:.1f} MiB", flush=True)
     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-    conn.execute(f"SELECT pg_prewarm('{table}_hnsw'), pg_prewarm('{table}')")
-    entry = {"index": "hnsw m=16 ef_construction=64", "build_s": build_s, "bytes": size, "rows": []}
-    for ef in sweep:
-        for k in ks:
-            if ef < k and k > 10:
-                continue
-            setup = [f"SET hnsw.ef_search = {ef}", "SET enable_seqscan = off"]
-            row = measure(url, sql.format(k=k), queries, gt, k, setup)
-            row["ef_search"] = ef
-            entry["rows"].append(row)
-            print(f"  ef_search={ef:<5}", fmt(row), flush=True)
-    result["indexes"].append(entry)
+    if "hnsw" in indexes:
+        settings = [(f"ef_search={ef}", [f"SET hnsw.ef_search = {ef}"], {"ef_search": ef}) for ef in sweep]
+        result["indexes"].append(bench_index(conn, url, table, "hnsw", f"USING hnsw (embedding {opclass})",
+                                             "hnsw m=16 ef_construction=64", settings, sql, queries, gt, ks))
+    if "ivfflat" in indexes:
+        def ivf_settings(info):
+            lists, default = info["lists"], info["default_probes"]
+            probes = sorted({1, 2, 4, 8, 12, max(1, default // 2), 2 * default} | {default})
+            return [(f"probes={p}" + (" (default)" if p == default else ""), [f"SET ivfflat.probes = {p}"],
+                     {"probes": p}) for p in probes if p <= lists]
+        result["indexes"].append(bench_index(conn, url, table, "ivfflat", f"USING ivfflat (embedding {opclass})",
+                                             "ivfflat (self-sized lists)", ivf_settings, sql, queries, gt, ks))
     conn.close()
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=2)
     plot(result, os.path.join(OUT, f"{name}.png"))
     return result
+
+
+def bench_index(conn, url, table, am, using, label, settings, sql, queries, gt, ks):
+    """Builds one index (dropping it afterwards), then measures every (setting, k)."""
+    t0 = time.perf_counter()
+    conn.execute(f"CREATE INDEX {table}_{am} ON {table} {using}")
+    build_s = time.perf_counter() - t0
+    size = conn.execute(f"SELECT pg_relation_size('{table}_{am}')").fetchone()[0]
+    info = conn.execute(f"SELECT recall.index_info('{table}_{am}')").fetchone()[0]
+    print(f"{label}: build {build_s:.1f} s, {size / 2**20:.1f} MiB, {json.dumps(info)}", flush=True)
+    conn.execute(f"SELECT pg_prewarm('{table}_{am}'), pg_prewarm('{table}')")
+    entry = {"index": label, "build_s": build_s, "bytes": size, "info": info, "rows": []}
+    if callable(settings):
+        settings = settings(info)
+    for name, setup, extra in settings:
+        for k in ks:
+            if extra.get("ef_search", k) < k and k > 10:
+                continue
+            row = measure(url, sql.format(k=k), queries, gt, k, setup + ["SET enable_seqscan = off"])
+            row.update(extra)
+            entry["rows"].append(row)
+            print(f"  {name:<22}", fmt(row), flush=True)
+    conn.execute(f"DROP INDEX {table}_{am}")
+    return entry
 
 
 def plot(result, path):
@@ -160,11 +180,12 @@ def main():
     ap.add_argument("--datasets", default="fashion-mnist,synthetic-1m")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--exact-queries", type=int, default=50)
-    ap.add_argument("--sweep", default=",".join(map(str, HNSW_SWEEP)))
+    ap.add_argument("--sweep", default=",".join(map(str, HNSW_SWEEP)), help="hnsw.ef_search values")
+    ap.add_argument("--indexes", default="hnsw,ivfflat")
     args = ap.parse_args()
     sweep = [int(x) for x in args.sweep.split(",")]
     for name in args.datasets.split(","):
-        bench_dataset(args.url, name, args.queries, args.exact_queries, sweep)
+        bench_dataset(args.url, name, args.queries, args.exact_queries, sweep, args.indexes.split(","))
     return 0
 
 

@@ -1,7 +1,11 @@
 //! pg_recall: the recall (candidate generation) stage of recommendation and search, inside
 //! PostgreSQL. This crate is the pgrx glue; algorithms live in `recall-core`.
 
+pub mod am;
 pub mod hnsw;
+pub mod index_info;
+pub mod ivf;
+pub mod opclass;
 pub mod parallel;
 pub mod storage;
 pub mod vector;
@@ -9,12 +13,22 @@ pub mod vector;
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/vector.sql", name = "vector_type", bootstrap);
-pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw_am", requires = ["vector_type"]);
+pgrx::extension_sql_file!(
+    "../sql/hnsw.sql",
+    name = "hnsw_am",
+    requires = ["vector_type"]
+);
+pgrx::extension_sql_file!(
+    "../sql/ivfflat.sql",
+    name = "ivfflat_am",
+    requires = ["vector_type"]
+);
 
 /// Registers the GUCs and index options; runs when a backend first loads the library.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     hnsw::options::init();
+    ivf::options::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -13,7 +13,9 @@ use std::time::Duration;
 /// more than the machine has.
 pub fn maintenance_threads() -> usize {
     let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     (workers + 1).clamp(1, cpus)
 }
 
@@ -31,27 +33,54 @@ pub fn cancel_pending() -> bool {
 /// If the user cancelled, the pending interrupt raises its `ERROR` once the workers are done.
 /// (Measured on the demo: `InterruptPending` alone does fire during a long build without any
 /// cancel, so only the cancel and terminate flags stop the work.)
-pub fn run<T: Send>(threads: usize, work: impl FnOnce(&AtomicBool) -> T + Send, mut on_tick: impl FnMut()) -> T {
-    let cancel = AtomicBool::new(false);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("pg_recall-{i}"))
-        .build()
-        .expect("could not start worker threads");
-    let result = std::thread::scope(|s| {
-        let handle = s.spawn(|| pool.install(|| work(&cancel)));
-        while !handle.is_finished() {
-            if cancel_pending() {
-                cancel.store(true, Ordering::Relaxed);
+pub fn run<T: Send>(
+    threads: usize,
+    work: impl FnOnce(&AtomicBool) -> T + Send,
+    on_tick: impl FnMut(),
+) -> T {
+    Pool::new(threads).run(work, on_tick)
+}
+
+/// A rayon pool kept for several [`Pool::run`] calls (a build that hands over batch after
+/// batch should not start threads for each one).
+pub struct Pool(rayon::ThreadPool);
+
+impl Pool {
+    pub fn new(threads: usize) -> Pool {
+        Pool(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("pg_recall-{i}"))
+                .build()
+                .expect("could not start worker threads"),
+        )
+    }
+
+    /// See [`run`].
+    pub fn run<T: Send>(
+        &self,
+        work: impl FnOnce(&AtomicBool) -> T + Send,
+        mut on_tick: impl FnMut(),
+    ) -> T {
+        let cancel = AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            let handle = s.spawn(|| self.0.install(|| work(&cancel)));
+            // Short batches finish in well under a millisecond: poll fast at first.
+            let mut nap = Duration::from_micros(50);
+            while !handle.is_finished() {
+                if cancel_pending() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                on_tick();
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(5));
             }
-            on_tick();
-            std::thread::sleep(Duration::from_millis(5));
+            handle.join()
+        });
+        pgrx::check_for_interrupts!();
+        match result {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
         }
-        handle.join()
-    });
-    pgrx::check_for_interrupts!();
-    match result {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
     }
 }

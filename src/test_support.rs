@@ -18,7 +18,9 @@ pub fn sql_error(sql: &str) -> Option<String> {
         .catch_others(|e| match e {
             pg_sys::panic::CaughtError::PostgresError(r)
             | pg_sys::panic::CaughtError::ErrorReport(r)
-            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => Some(r.message().to_string()),
+            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                Some(r.message().to_string())
+            }
         })
         .execute();
         if result.is_none() {
@@ -42,13 +44,70 @@ pub fn assert_sql_error(sql: &str, message: &str) {
 }
 
 pub fn text(sql: &str) -> String {
-    Spi::get_one::<String>(sql).unwrap().unwrap_or_else(|| panic!("NULL from {sql}"))
+    Spi::get_one::<String>(sql)
+        .unwrap()
+        .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
 pub fn float8(sql: &str) -> f64 {
-    Spi::get_one::<f64>(sql).unwrap().unwrap_or_else(|| panic!("NULL from {sql}"))
+    Spi::get_one::<f64>(sql)
+        .unwrap()
+        .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
 pub fn boolean(sql: &str) -> bool {
-    Spi::get_one::<bool>(sql).unwrap().unwrap_or_else(|| panic!("NULL from {sql}"))
+    Spi::get_one::<bool>(sql)
+        .unwrap()
+        .unwrap_or_else(|| panic!("NULL from {sql}"))
+}
+
+// Recall tests shared by the access methods.
+
+/// Clustered synthetic data: `n` rows of `dims` dimensions around 20 centres, stored in
+/// id order so the clusters are interleaved on disk. (Without the ORDER BY the hash join
+/// stores them cluster after cluster, and a build that spills then inserts whole clusters
+/// one after another — the known weak case of incremental HNSW, see the README.)
+pub fn make_table(name: &str, n: usize, dims: usize) {
+    Spi::run(&format!(
+        "CREATE TABLE {name} (id int PRIMARY KEY, category int, v vector({dims}));
+         SELECT setseed(0.42);
+         CREATE TEMP TABLE {name}_c AS SELECT c, array_agg(random() * 4 - 2) AS centre
+           FROM generate_series(0, 19) c, generate_series(1, {dims}) d GROUP BY c;
+         INSERT INTO {name}
+           SELECT i, i % 100, (SELECT array_agg(x + (random() - 0.5))::vector FROM unnest(centre) x)
+           FROM generate_series(1, {n}) i JOIN {name}_c ON c = i % 20 ORDER BY i;"
+    ))
+    .unwrap();
+}
+
+/// Mean recall@k of the index over `queries` query rows taken from the table itself.
+pub fn recall(table: &str, op: &str, k: usize, queries: usize) -> f64 {
+    float8(&format!(
+        "WITH q AS (SELECT v FROM {table} WHERE id % 97 = 5 LIMIT {queries})
+         SELECT avg((SELECT count(*) FROM (
+             (SELECT id FROM {table} ORDER BY v {op} q.v LIMIT {k})
+             INTERSECT
+             (SELECT id FROM {table}_exact ORDER BY v {op} q.v LIMIT {k})) s)::float8 / {k})
+         FROM q"
+    ))
+}
+
+/// An unindexed copy of the table gives the exact answer in the same query.
+pub fn exact_copy(table: &str) {
+    Spi::run(&format!(
+        "CREATE TEMP TABLE {table}_exact AS SELECT * FROM {table}"
+    ))
+    .unwrap();
+}
+
+/// Rows a complete index scan from row `id`'s vector returns.
+pub fn scanned_rows(table: &str, id: i32) -> Option<i64> {
+    Spi::get_one::<i64>(&format!(
+        "SELECT count(*) FROM (SELECT id FROM {table} ORDER BY v <-> (SELECT v FROM {table} WHERE id = {id}) LIMIT 100000) s"
+    ))
+    .unwrap()
+}
+
+pub fn force_index() {
+    Spi::run("SET LOCAL enable_seqscan = off").unwrap();
 }

@@ -114,7 +114,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         write_graph(&mut state);
     }
     pg_sys::MemoryContextDelete(state.tmp_cxt);
-    let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+    let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+        as *mut pg_sys::IndexBuildResult;
     (*result).heap_tuples = state.heap_tuples;
     (*result).index_tuples = state.index_tuples;
     result
@@ -167,7 +168,8 @@ unsafe extern "C-unwind" fn build_callback(
 /// Where each element and its neighbour tuple go: filled page by page from block 1, an
 /// element's neighbour tuple on the same page when both fit.
 fn layout(sizes: &[(usize, usize)]) -> (Vec<(ItemPtr, ItemPtr)>, u32) {
-    let capacity = page::BLCKSZ - page::PAGE_HEADER - page::maxalign(std::mem::size_of::<page::PageTag>());
+    let capacity =
+        page::BLCKSZ - page::PAGE_HEADER - page::maxalign(std::mem::size_of::<page::PageTag>());
     let mut block = 1u32;
     let mut used = 0usize;
     let mut offset = 0u16;
@@ -206,12 +208,22 @@ unsafe fn write_graph(state: &mut BuildState) {
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_GRAPH);
     progress(PROGRESS_CREATE_IDX_TUPLES_TOTAL, groups.len() as i64);
     progress(PROGRESS_CREATE_IDX_TUPLES_DONE, 0);
-    let params = HnswParams { m, ef_construction: state.ef_construction, metric: state.metric, seed: 0x5EED };
+    let params = HnswParams {
+        m,
+        ef_construction: state.ef_construction,
+        metric: state.metric,
+        seed: 0x5EED,
+    };
     let done = AtomicUsize::new(0);
     let graph = parallel::run(
         parallel::maintenance_threads(),
         |cancel| MemGraph::build(unique, dims, &params, cancel, &done),
-        || progress(PROGRESS_CREATE_IDX_TUPLES_DONE, done.load(Ordering::Relaxed) as i64),
+        || {
+            progress(
+                PROGRESS_CREATE_IDX_TUPLES_DONE,
+                done.load(Ordering::Relaxed) as i64,
+            )
+        },
     );
     let Ok(graph) = graph else {
         // Cancelled: run() has already raised the pending interrupt; this is a safety net.
@@ -219,9 +231,17 @@ unsafe fn write_graph(state: &mut BuildState) {
     };
 
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_WRITE);
-    let tid_caps: Vec<usize> = groups.iter().map(|g| (g.len() + SPARE_TIDS).min(max_tids)).collect();
+    let tid_caps: Vec<usize> = groups
+        .iter()
+        .map(|g| (g.len() + SPARE_TIDS).min(max_tids))
+        .collect();
     let sizes: Vec<(usize, usize)> = (0..graph.len())
-        .map(|i| (tuple::element_size(dims, tid_caps[i]), tuple::neighbours_size(m, graph.level(i as u32) as usize)))
+        .map(|i| {
+            (
+                tuple::element_size(dims, tid_caps[i]),
+                tuple::neighbours_size(m, graph.level(i as u32) as usize),
+            )
+        })
         .collect();
     let (ptrs, nblocks) = layout(&sizes);
 
@@ -232,7 +252,11 @@ unsafe fn write_graph(state: &mut BuildState) {
     let index = state.index;
     {
         let buf = LockedBuffer::extend(index, false);
-        assert_eq!(buf.block(), meta::META_BLOCK, "hnsw build must start on an empty relation");
+        assert_eq!(
+            buf.block(),
+            meta::META_BLOCK,
+            "hnsw build must start on an empty relation"
+        );
         meta::init_page(buf.page(), &meta);
         buf.mark_dirty();
     }
@@ -247,13 +271,27 @@ unsafe fn write_graph(state: &mut BuildState) {
         page::init(p, PAGE_ELEMENTS);
         // The previous node's neighbour tuple, when it did not fit beside its element.
         if node > 0 && ptrs[node - 1].1.block == block && ptrs[node - 1].0.block != block {
-            put(p, &neighbour_tuple(&graph, node as u32 - 1, m, &ptrs), ptrs[node - 1].1);
+            put(
+                p,
+                &neighbour_tuple(&graph, node as u32 - 1, m, &ptrs),
+                ptrs[node - 1].1,
+            );
         }
         while node < graph.len() && ptrs[node].0.block == block {
             let g = &groups[node];
-            let tids: Vec<ItemPtr> = g.iter().take(max_tids).map(|&r| state.tids[r as usize]).collect();
+            let tids: Vec<ItemPtr> = g
+                .iter()
+                .take(max_tids)
+                .map(|&r| state.tids[r as usize])
+                .collect();
             let (eptr, nptr) = ptrs[node];
-            let e = tuple::encode_element(graph.level(node as u32), &tids, tid_caps[node], nptr, graph.vector(node as u32));
+            let e = tuple::encode_element(
+                graph.level(node as u32),
+                &tids,
+                tid_caps[node],
+                nptr,
+                graph.vector(node as u32),
+            );
             put(p, &e, eptr);
             if nptr.block == block {
                 put(p, &neighbour_tuple(&graph, node as u32, m, &ptrs), nptr);
@@ -266,7 +304,12 @@ unsafe fn write_graph(state: &mut BuildState) {
         pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
     }
     for (row, tid) in overflow {
-        insert::insert_vector(index, &meta, &state.vectors[row * dims..(row + 1) * dims], tid);
+        insert::insert_vector(
+            index,
+            &meta,
+            &state.vectors[row * dims..(row + 1) * dims],
+            tid,
+        );
     }
     state.vectors = Vec::new();
     state.tids = Vec::new();
@@ -275,13 +318,19 @@ unsafe fn write_graph(state: &mut BuildState) {
 unsafe fn put(p: pg_sys::Page, bytes: &[u8], at: ItemPtr) {
     match page::add_item(p, bytes) {
         Some(off) if off == at.offset => {}
-        got => error!("hnsw build: item landed at {got:?}, expected offset {}", at.offset),
+        got => error!(
+            "hnsw build: item landed at {got:?}, expected offset {}",
+            at.offset
+        ),
     }
 }
 
 fn neighbour_tuple(graph: &MemGraph, node: u32, m: usize, ptrs: &[(ItemPtr, ItemPtr)]) -> Vec<u8> {
-    let lists: Vec<Vec<ItemPtr>> =
-        graph.links(node).iter().map(|l| l.iter().map(|&t| ptrs[t as usize].0).collect()).collect();
+    let lists: Vec<Vec<ItemPtr>> = graph
+        .links(node)
+        .iter()
+        .map(|l| l.iter().map(|&t| ptrs[t as usize].0).collect())
+        .collect();
     tuple::encode_neighbours(m, &lists)
 }
 
@@ -291,7 +340,11 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let dims = index_dims(index);
     let (m, ef_construction) = options::build_options(index);
     let meta = HnswMeta::new(dims, m, ef_construction, opclass_metric(index));
-    let buf = crate::storage::buffer::pin(index, pg_sys::ForkNumber::INIT_FORKNUM, pg_sys::InvalidBlockNumber);
+    let buf = crate::storage::buffer::pin(
+        index,
+        pg_sys::ForkNumber::INIT_FORKNUM,
+        pg_sys::InvalidBlockNumber,
+    );
     pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
     meta::init_page(pg_sys::BufferGetPage(buf), &meta);
     pg_sys::MarkBufferDirty(buf);

@@ -40,7 +40,8 @@ pub unsafe extern "C-unwind" fn amcostestimate(
     let descent = m * (tuples.ln() / m.ln()).max(1.0);
     let visited = (ef * 2.0 * m * 0.5 + descent).min(tuples);
     // A distance costs about one operator call per 32 dimensions on top of the tuple visit.
-    let per_element = pg_sys::cpu_index_tuple_cost + pg_sys::cpu_operator_cost * (1.0 + dims / 32.0);
+    let per_element =
+        pg_sys::cpu_index_tuple_cost + pg_sys::cpu_operator_cost * (1.0 + dims / 32.0);
     *startup = visited.min(index_pages) * pg_sys::seq_page_cost + visited * per_element;
     *total = (*startup).max(index_pages * pg_sys::random_page_cost + tuples * per_element);
 }
@@ -49,7 +50,11 @@ pub unsafe extern "C-unwind" fn amcostestimate(
 unsafe fn index_shape(oid: pg_sys::Oid) -> (f64, f64) {
     let rel = pg_sys::index_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
     let opts = (*rel).rd_options as *const options::HnswOptions;
-    let m = if opts.is_null() { options::DEFAULT_M } else { (*opts).m };
+    let m = if opts.is_null() {
+        options::DEFAULT_M
+    } else {
+        (*opts).m
+    };
     let dims = (*(*rel).rd_att).attrs.as_slice(1)[0].atttypmod.max(1);
     pg_sys::index_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     (m.max(2) as f64, dims as f64)

@@ -4,9 +4,9 @@
 
 use pgrx::pg_sys;
 use recall_core::distance::{order_distance, Metric};
+use recall_core::fasthash::IdMap;
 use recall_core::hnsw::search::{greedy, GraphView, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
-use recall_core::fasthash::IdMap;
 
 use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
@@ -37,7 +37,12 @@ impl Drop for PageGraph {
 }
 
 impl PageGraph {
-    pub fn new(rel: pg_sys::Relation, meta: &HnswMeta, query: Vec<f32>, keep_vectors: bool) -> Self {
+    pub fn new(
+        rel: pg_sys::Relation,
+        meta: &HnswMeta,
+        query: Vec<f32>,
+        keep_vectors: bool,
+    ) -> Self {
         PageGraph {
             rel,
             dims: meta.dims as usize,
@@ -111,8 +116,13 @@ impl PageGraph {
             return true;
         }
         let dims = self.dims;
-        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned()) else { return false };
-        self.vectors.get_or_insert_with(IdMap::default).insert(id, v);
+        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned())
+        else {
+            return false;
+        };
+        self.vectors
+            .get_or_insert_with(IdMap::default)
+            .insert(id, v);
         true
     }
 
@@ -126,9 +136,17 @@ impl PageGraph {
     }
 
     /// Upper-layer descent from the entry point to `level`, the start of a layer search.
-    pub fn descend(&mut self, entry: ItemPtr, entry_level: usize, level: usize) -> Option<Scored<u64>> {
+    pub fn descend(
+        &mut self,
+        entry: ItemPtr,
+        entry_level: usize,
+        level: usize,
+    ) -> Option<Scored<u64>> {
         let id = entry.to_u64();
-        let mut cur = Scored { dist: self.distance(id)?, id };
+        let mut cur = Scored {
+            dist: self.distance(id)?,
+            id,
+        };
         let mut buf = Vec::new();
         for l in (level + 1..=entry_level).rev() {
             cur = greedy(self, cur, l, &mut buf);
@@ -138,7 +156,8 @@ impl PageGraph {
 
     /// The heap TIDs of element `id` (none if it was deleted or its slot reused).
     pub fn heap_tids(&mut self, id: u64) -> Vec<ItemPtr> {
-        self.with_element(ItemPtr::from_u64(id), |e| e.tids().collect()).unwrap_or_default()
+        self.with_element(ItemPtr::from_u64(id), |e| e.tids().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -186,7 +205,11 @@ pub fn nblocks(index: pg_sys::Relation) -> u32 {
 
 /// Calls `f(element pointer, element)` for every element, page by page under share locks
 /// (vacuum and the scan's final sweep).
-pub unsafe fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(ItemPtr, Element<'_>)) {
+pub unsafe fn for_each_element(
+    index: pg_sys::Relation,
+    dims: usize,
+    mut f: impl FnMut(ItemPtr, Element<'_>),
+) {
     for blk in 1..nblocks(index) {
         pg_sys::vacuum_delay_point();
         pgrx::check_for_interrupts!();
@@ -197,7 +220,13 @@ pub unsafe fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl
         }
         for off in 1..=page::max_offset(p) {
             if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
-                f(ItemPtr { block: blk, offset: off }, e);
+                f(
+                    ItemPtr {
+                        block: blk,
+                        offset: off,
+                    },
+                    e,
+                );
             }
         }
     }

@@ -6,12 +6,12 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use recall_core::distance::order_distance;
+use recall_core::fasthash::IdSet;
 use recall_core::hnsw::build::draw_level_from;
 use recall_core::hnsw::search::{search_layer, Scored};
 use recall_core::hnsw::select::select_neighbours;
 use recall_core::hnsw::tuple::{self, ElementMut, ItemPtr, Neighbours};
 use recall_core::hnsw::{keep_pruned, max_neighbours};
-use recall_core::fasthash::IdSet;
 
 use super::graph::PageGraph;
 use super::meta::{self, HnswMeta};
@@ -52,7 +52,10 @@ pub unsafe extern "C-unwind" fn aminsert(
 /// metapage read from before the graph lock, used to choose the lock mode; the metapage is
 /// read again under the lock.
 pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32], tid: ItemPtr) {
-    let level = draw_level_from(pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state), peek.m as usize);
+    let level = draw_level_from(
+        pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state),
+        peek.m as usize,
+    );
     let lockmode = if peek.entry().is_none() || level > peek.entry_level {
         pg_sys::ExclusiveLock
     } else {
@@ -61,7 +64,14 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32],
     pg_sys::LockPage(index, UPDATE_LOCK, lockmode);
     let meta = meta::read(index);
     let Some(entry) = meta.entry() else {
-        let (eptr, _) = write_tuples(index, &meta, level, &[tid], v, &vec![Vec::new(); level as usize + 1]);
+        let (eptr, _) = write_tuples(
+            index,
+            &meta,
+            level,
+            &[tid],
+            v,
+            &vec![Vec::new(); level as usize + 1],
+        );
         meta::update(index, |m| m.set_entry(Some(eptr), level));
         pg_sys::UnlockPage(index, UPDATE_LOCK, lockmode);
         return;
@@ -70,23 +80,40 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32],
     let top = meta.entry_level as usize;
     let mut graph = PageGraph::new(index, &meta, v.to_vec(), true);
     let Some(start) = graph.descend(entry, top, level as usize) else {
-        error!("hnsw index \"{}\" has a broken entry point; REINDEX it", meta::relname(index));
+        error!(
+            "hnsw index \"{}\" has a broken entry point; REINDEX it",
+            crate::opclass::relname(index)
+        );
     };
     let mut eps = vec![start];
     let mut lists: Vec<Vec<Scored<u64>>> = vec![Vec::new(); level as usize + 1];
     let mut buf = Vec::new();
     for l in (0..=(level as usize).min(top)).rev() {
         let mut visited = IdSet::default();
-        let w = search_layer(&mut graph, &eps, meta.ef_construction as usize, l, &mut visited, &mut buf);
+        let w = search_layer(
+            &mut graph,
+            &eps,
+            meta.ef_construction as usize,
+            l,
+            &mut visited,
+            &mut buf,
+        );
         if l == 0 && add_to_identical(index, &mut graph, &w, v, tid) {
             pg_sys::UnlockPage(index, UPDATE_LOCK, lockmode);
             return;
         }
-        lists[l] = select_neighbours(&w, max_neighbours(m, l), keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b));
+        lists[l] = select_neighbours(
+            &w,
+            max_neighbours(m, l),
+            keep_pruned(graph.metric),
+            |a, b| graph.pair_distance(a, b),
+        );
         eps = w;
     }
-    let ptr_lists: Vec<Vec<ItemPtr>> =
-        lists.iter().map(|l| l.iter().map(|s| ItemPtr::from_u64(s.id)).collect()).collect();
+    let ptr_lists: Vec<Vec<ItemPtr>> = lists
+        .iter()
+        .map(|l| l.iter().map(|s| ItemPtr::from_u64(s.id)).collect())
+        .collect();
     let (eptr, _) = write_tuples(index, &meta, level, &[tid], v, &ptr_lists);
     for (l, list) in lists.iter().enumerate() {
         for s in list {
@@ -101,9 +128,20 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32],
 
 /// A row whose vector is already in the index joins that element (as in the build), if the
 /// element has a free TID slot.
-unsafe fn add_to_identical(index: pg_sys::Relation, graph: &mut PageGraph, w: &[Scored<u64>], v: &[f32], tid: ItemPtr) -> bool {
-    for s in w.iter().take_while(|s| s.dist <= 0.0 || s.dist == w[0].dist) {
-        let same = graph.vector(s.id).is_some_and(|x| x.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()));
+unsafe fn add_to_identical(
+    index: pg_sys::Relation,
+    graph: &mut PageGraph,
+    w: &[Scored<u64>],
+    v: &[f32],
+    tid: ItemPtr,
+) -> bool {
+    for s in w
+        .iter()
+        .take_while(|s| s.dist <= 0.0 || s.dist == w[0].dist)
+    {
+        let same = graph
+            .vector(s.id)
+            .is_some_and(|x| x.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()));
         if !same {
             continue;
         }
@@ -111,8 +149,12 @@ unsafe fn add_to_identical(index: pg_sys::Relation, graph: &mut PageGraph, w: &[
         let buf = LockedBuffer::read(index, at.block, Lock::Exclusive);
         let mut wal = WalGuard::start(index);
         let p = wal.register(&buf, false);
-        let Some(bytes) = page::item_mut(p, at.offset) else { continue };
-        let Some(mut e) = ElementMut::new(bytes, graph.dims) else { continue };
+        let Some(bytes) = page::item_mut(p, at.offset) else {
+            continue;
+        };
+        let Some(mut e) = ElementMut::new(bytes, graph.dims) else {
+            continue;
+        };
         if e.push_tid(tid) {
             wal.finish();
             return true;
@@ -164,7 +206,11 @@ pub unsafe fn write_tuples(
     let cap = tids.len().max(2);
     let e = tuple::encode_element(level, tids, cap, ItemPtr::INVALID, v);
     let nbytes = tuple::encode_neighbours(m, lists);
-    let placement = place(index, page::item_footprint(e.len()), page::item_footprint(nbytes.len()));
+    let placement = place(
+        index,
+        page::item_footprint(e.len()),
+        page::item_footprint(nbytes.len()),
+    );
     let mut wal = WalGuard::start(index);
     let (ebuf, ep, np) = match &placement {
         Placement::Shared(buf) => {
@@ -181,20 +227,37 @@ pub unsafe fn write_tuples(
     };
     let eoff = page::add_item(ep, &e).expect("free space was checked");
     let noff = page::add_item(np, &nbytes).expect("free space was checked");
-    let nptr = ItemPtr { block: nbuf.block(), offset: noff };
+    let nptr = ItemPtr {
+        block: nbuf.block(),
+        offset: noff,
+    };
     // Offsets are known only once added (freed line pointers get reused): patch the link.
-    ElementMut::new(page::item_mut(ep, eoff).unwrap(), dims).unwrap().set_neighbours_ptr(nptr);
+    ElementMut::new(page::item_mut(ep, eoff).unwrap(), dims)
+        .unwrap()
+        .set_neighbours_ptr(nptr);
     pg_sys::RecordPageWithFreeSpace(index, ebuf.block(), page::free_space(ep));
     pg_sys::RecordPageWithFreeSpace(index, nbuf.block(), page::free_space(np));
     wal.finish();
-    (ItemPtr { block: ebuf.block(), offset: eoff }, nptr)
+    (
+        ItemPtr {
+            block: ebuf.block(),
+            offset: eoff,
+        },
+        nptr,
+    )
 }
 
 /// An exclusively locked element page with `need` free bytes, other than `exclude`: one the
 /// free space map knows, else — if `extend` — a new page at the end. `nowait` is for a second
 /// page while another is locked: a page whose lock is taken is skipped rather than waited
 /// for, since waiting could deadlock against a backend holding the two in the other order.
-unsafe fn find_page(index: pg_sys::Relation, need: usize, exclude: u32, extend: bool, nowait: bool) -> Option<LockedBuffer> {
+unsafe fn find_page(
+    index: pg_sys::Relation,
+    need: usize,
+    exclude: u32,
+    extend: bool,
+    nowait: bool,
+) -> Option<LockedBuffer> {
     for _ in 0..8 {
         let blk = pg_sys::GetPageWithFreeSpace(index, need);
         if blk == pg_sys::InvalidBlockNumber || blk == exclude {
@@ -209,7 +272,11 @@ unsafe fn find_page(index: pg_sys::Relation, need: usize, exclude: u32, extend: 
             LockedBuffer::read(index, blk, Lock::Exclusive)
         };
         let p = buf.page();
-        let free = if page::kind(p) == Some(PAGE_ELEMENTS) { page::free_space(p) } else { 0 };
+        let free = if page::kind(p) == Some(PAGE_ELEMENTS) {
+            page::free_space(p)
+        } else {
+            0
+        };
         if free >= need {
             return Some(buf);
         }
@@ -237,11 +304,22 @@ unsafe fn find_page(index: pg_sys::Relation, need: usize, exclude: u32, extend: 
 /// The new list is computed without locks, then written only if the list is still the one
 /// it was computed from (a concurrent insert may have changed it; then a free slot is used
 /// if there is one, else the edge is skipped — the graph stays valid either way).
-pub unsafe fn link_back(index: pg_sys::Relation, graph: &mut PageGraph, n: u64, level: usize, new: u64, dist: f32) {
+pub unsafe fn link_back(
+    index: pg_sys::Relation,
+    graph: &mut PageGraph,
+    n: u64,
+    level: usize,
+    new: u64,
+    dist: f32,
+) {
     let m = graph.m;
     let cap = max_neighbours(m, level);
-    let Some(nptr) = graph.with_element(ItemPtr::from_u64(n), |e| e.neighbours_ptr()) else { return };
-    let Some(current) = read_list(index, nptr, m, level) else { return };
+    let Some(nptr) = graph.with_element(ItemPtr::from_u64(n), |e| e.neighbours_ptr()) else {
+        return;
+    };
+    let Some(current) = read_list(index, nptr, m, level) else {
+        return;
+    };
     if current.contains(&new) {
         return;
     }
@@ -250,10 +328,21 @@ pub unsafe fn link_back(index: pg_sys::Relation, graph: &mut PageGraph, n: u64, 
         l.push(new);
         l
     } else {
-        let mut cands: Vec<Scored<u64>> = current.iter().map(|&c| Scored { dist: graph.pair_distance(n, c), id: c }).collect();
+        let mut cands: Vec<Scored<u64>> = current
+            .iter()
+            .map(|&c| Scored {
+                dist: graph.pair_distance(n, c),
+                id: c,
+            })
+            .collect();
         cands.push(Scored { dist, id: new });
         cands.sort();
-        let chosen: Vec<u64> = select_neighbours(&cands, cap, keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b)).iter().map(|s| s.id).collect();
+        let chosen: Vec<u64> = select_neighbours(&cands, cap, keep_pruned(graph.metric), |a, b| {
+            graph.pair_distance(a, b)
+        })
+        .iter()
+        .map(|s| s.id)
+        .collect();
         if !chosen.contains(&new) {
             return;
         }
@@ -273,7 +362,12 @@ pub unsafe fn link_back(index: pg_sys::Relation, graph: &mut PageGraph, n: u64, 
 }
 
 /// Neighbour ids at `level` of the neighbour tuple at `nptr`.
-pub unsafe fn read_list(index: pg_sys::Relation, nptr: ItemPtr, m: usize, level: usize) -> Option<Vec<u64>> {
+pub unsafe fn read_list(
+    index: pg_sys::Relation,
+    nptr: ItemPtr,
+    m: usize,
+    level: usize,
+) -> Option<Vec<u64>> {
     let buf = LockedBuffer::read(index, nptr.block, Lock::Share);
     let bytes = page::item(buf.page(), nptr.offset)?;
     let n = Neighbours::parse(bytes, m)?;
@@ -282,12 +376,22 @@ pub unsafe fn read_list(index: pg_sys::Relation, nptr: ItemPtr, m: usize, level:
 
 /// Rewrites the list at `level` with `f(current)` under an exclusive lock, WAL-logged;
 /// `f` returning `None` leaves the page untouched.
-pub unsafe fn write_list(index: pg_sys::Relation, nptr: ItemPtr, m: usize, level: usize, f: impl FnOnce(&[u64]) -> Option<Vec<u64>>) {
+pub unsafe fn write_list(
+    index: pg_sys::Relation,
+    nptr: ItemPtr,
+    m: usize,
+    level: usize,
+    f: impl FnOnce(&[u64]) -> Option<Vec<u64>>,
+) {
     let buf = LockedBuffer::read(index, nptr.block, Lock::Exclusive);
     let mut wal = WalGuard::start(index);
     let p = wal.register(&buf, false);
-    let Some(bytes) = page::item_mut(p, nptr.offset) else { return };
-    let Some(n) = Neighbours::parse(bytes, m) else { return };
+    let Some(bytes) = page::item_mut(p, nptr.offset) else {
+        return;
+    };
+    let Some(n) = Neighbours::parse(bytes, m) else {
+        return;
+    };
     let now: Vec<u64> = n.at(level).map(|p| p.to_u64()).collect();
     let Some(next) = f(&now) else { return };
     let next: Vec<ItemPtr> = next.into_iter().map(ItemPtr::from_u64).collect();

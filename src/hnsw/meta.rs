@@ -1,17 +1,15 @@
 //! The HNSW metapage (block 0): format version, build parameters and the entry point.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
 
-use super::{metric_code, metric_from_code, PAGE_META};
-use crate::storage::buffer::Lock;
-use crate::storage::{page, LockedBuffer, WalGuard};
+use crate::opclass::{metric_code, metric_from_code};
+pub use crate::storage::metapage::META_BLOCK;
+use crate::storage::metapage::{self, Metapage};
 
 pub const MAGIC: u32 = 0x484E_5357; // "HNSW"
 pub const VERSION: u32 = 1;
-pub const META_BLOCK: u32 = 0;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -67,47 +65,26 @@ impl HnswMeta {
     }
 }
 
-/// Reads and validates the metapage; an unknown format is an error that says `REINDEX`.
+impl Metapage for HnswMeta {
+    const MAGIC: u32 = MAGIC;
+    const VERSION: u32 = VERSION;
+    const AM: &'static str = "hnsw";
+    fn magic(&self) -> u32 {
+        self.magic
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 pub unsafe fn read(index: pg_sys::Relation) -> HnswMeta {
-    let buf = LockedBuffer::read(index, META_BLOCK, Lock::Share);
-    let p = buf.page();
-    let meta: HnswMeta = page::read_contents(p);
-    if page::kind(p) != Some(PAGE_META) || meta.magic != MAGIC {
-        error!("index \"{}\" is not an hnsw index of pg_recall", relname(index));
-    }
-    if meta.version != VERSION {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!(
-                "hnsw index \"{}\" has format version {}, this pg_recall reads version {}",
-                relname(index),
-                meta.version,
-                VERSION
-            ),
-            format!("Run REINDEX INDEX {} to rebuild it.", relname(index))
-        );
-    }
-    meta
+    metapage::read(index)
 }
 
-/// Rewrites the metapage through WAL with `f` applied.
 pub unsafe fn update(index: pg_sys::Relation, f: impl FnOnce(&mut HnswMeta)) {
-    let buf = LockedBuffer::read(index, META_BLOCK, Lock::Exclusive);
-    let mut wal = WalGuard::start(index);
-    let p = wal.register(&buf, false);
-    let mut meta: HnswMeta = page::read_contents(p);
-    f(&mut meta);
-    page::write_contents(p, &meta);
-    wal.finish();
+    metapage::update(index, f)
 }
 
-/// Writes a fresh metapage into `p` (build and empty-index paths).
 pub unsafe fn init_page(p: pg_sys::Page, meta: &HnswMeta) {
-    page::init(p, PAGE_META);
-    page::write_contents(p, meta);
-}
-
-pub unsafe fn relname(rel: pg_sys::Relation) -> String {
-    std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned()
+    metapage::init_page(p, meta)
 }

@@ -32,7 +32,8 @@ pub enum IterativeScan {
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// Default `relaxed_order`, unlike pgvector: a filtered `LIMIT` query must not silently come
 /// back short. `off` restores pgvector's bounded scan.
-pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::RelaxedOrder);
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
+    GucSetting::<IterativeScan>::new(IterativeScan::RelaxedOrder);
 /// Unlimited unless the user sets it: a cap here is how rows would silently go missing.
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(i32::MAX);
 
@@ -90,7 +91,10 @@ pub fn init() {
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+pub unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     let table = [
         pg_sys::relopt_parse_elt {
             optname: c"m".as_ptr(),

@@ -8,9 +8,9 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use recall_core::distance::order_distance;
+use recall_core::fasthash::IdSet;
 use recall_core::hnsw::search::{Continuation, ResumableSearch, Scored};
 use recall_core::hnsw::tuple::ItemPtr;
-use recall_core::fasthash::IdSet;
 use std::collections::VecDeque;
 
 use super::graph::{for_each_element, PageGraph};
@@ -53,7 +53,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     norderbys: std::ffi::c_int,
 ) -> pg_sys::IndexScanDesc {
     let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-    let state = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(ScanState::empty());
+    let state =
+        pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(ScanState::empty());
     (*scan).opaque = state as *mut std::ffi::c_void;
     scan
 }
@@ -118,7 +119,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, direction: pg_sys::ScanDirection::Type) -> bool {
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+) -> bool {
     if direction != pg_sys::ScanDirection::ForwardScanDirection {
         error!("hnsw index scans only go forward");
     }
@@ -149,7 +153,9 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
             return false;
         }
         pgrx::check_for_interrupts!();
-        let (Some(graph), Some(search)) = (state.graph.as_mut(), state.search.as_mut()) else { return false };
+        let (Some(graph), Some(search)) = (state.graph.as_mut(), state.search.as_mut()) else {
+            return false;
+        };
         if let Some(sweep) = state.sweep.as_mut() {
             match sweep.pop() {
                 Some(s) => state.ready.extend(graph.heap_tids(s.id)),
@@ -159,7 +165,9 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
         }
         match search.next(graph, &mut state.visited, state.max_tuples) {
             Some(s) => state.ready.extend(graph.heap_tids(s.id)),
-            None if search.mode() == Continuation::Relaxed && search.evaluated < state.max_tuples => {
+            None if search.mode() == Continuation::Relaxed
+                && search.evaluated < state.max_tuples =>
+            {
                 state.sweep = Some(unreached((*scan).indexRelation, graph, &state.visited));
             }
             None => state.exhausted = true,
@@ -169,13 +177,20 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
 
 /// Every element the walk did not visit, with its distance, sorted closest last. Normally
 /// empty or tiny; it exists so that an iterative scan can never miss a row.
-unsafe fn unreached(index: pg_sys::Relation, graph: &PageGraph, visited: &IdSet<u64>) -> Vec<Scored<u64>> {
+unsafe fn unreached(
+    index: pg_sys::Relation,
+    graph: &PageGraph,
+    visited: &IdSet<u64>,
+) -> Vec<Scored<u64>> {
     let mut out = Vec::new();
     let (dims, metric, q) = (graph.dims, graph.metric, graph.query());
     for_each_element(index, dims, |at, e| {
         let id = at.to_u64();
         if e.tid_count() > 0 && !visited.contains(&id) {
-            out.push(Scored { dist: order_distance(metric, q, &e.vector(dims)), id });
+            out.push(Scored {
+                dist: order_distance(metric, q, &e.vector(dims)),
+                id,
+            });
         }
     });
     out.sort_by(|a, b| b.cmp(a));

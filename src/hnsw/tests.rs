@@ -4,58 +4,19 @@
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use crate::test_support::{assert_sql_error, float8};
+    use crate::test_support::{
+        assert_sql_error, exact_copy, force_index, make_table, recall, scanned_rows,
+    };
     use pgrx::prelude::*;
-
-    /// Clustered synthetic data: `n` rows of `dims` dimensions around 20 centres, stored in
-    /// id order so the clusters are interleaved on disk. (Without the ORDER BY the hash join
-    /// stores them cluster after cluster, and a build that spills then inserts whole clusters
-    /// one after another — the known weak case of incremental HNSW, see the README.)
-    fn make_table(name: &str, n: usize, dims: usize) {
-        Spi::run(&format!(
-            "CREATE TABLE {name} (id int PRIMARY KEY, category int, v vector({dims}));
-             SELECT setseed(0.42);
-             CREATE TEMP TABLE {name}_c AS SELECT c, array_agg(random() * 4 - 2) AS centre
-               FROM generate_series(0, 19) c, generate_series(1, {dims}) d GROUP BY c;
-             INSERT INTO {name}
-               SELECT i, i % 100, (SELECT array_agg(x + (random() - 0.5))::vector FROM unnest(centre) x)
-               FROM generate_series(1, {n}) i JOIN {name}_c ON c = i % 20 ORDER BY i;"
-        ))
-        .unwrap();
-    }
-
-    /// Mean recall@k of the index over `queries` query rows taken from the table itself.
-    fn recall(table: &str, op: &str, k: usize, queries: usize) -> f64 {
-        float8(&format!(
-            "WITH q AS (SELECT v FROM {table} WHERE id % 97 = 5 LIMIT {queries})
-             SELECT avg((SELECT count(*) FROM (
-                 (SELECT id FROM {table} ORDER BY v {op} q.v LIMIT {k})
-                 INTERSECT
-                 (SELECT id FROM {table}_exact ORDER BY v {op} q.v LIMIT {k})) s)::float8 / {k})
-             FROM q"
-        ))
-    }
-
-    /// An unindexed copy of the table gives the exact answer in the same query.
-    fn exact_copy(table: &str) {
-        Spi::run(&format!("CREATE TEMP TABLE {table}_exact AS SELECT * FROM {table}")).unwrap();
-    }
-
-    /// Rows a complete index scan from row `id`'s vector returns.
-    fn scanned_rows(table: &str, id: i32) -> Option<i64> {
-        Spi::get_one::<i64>(&format!(
-            "SELECT count(*) FROM (SELECT id FROM {table} ORDER BY v <-> (SELECT v FROM {table} WHERE id = {id}) LIMIT 100000) s"
-        ))
-        .unwrap()
-    }
-
-    fn force_index() {
-        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
-    }
 
     #[pg_test]
     fn hnsw_recall_all_opclasses() {
-        for (opclass, op) in [("vector_l2_ops", "<->"), ("vector_ip_ops", "<#>"), ("vector_cosine_ops", "<=>"), ("vector_l1_ops", "<+>")] {
+        for (opclass, op) in [
+            ("vector_l2_ops", "<->"),
+            ("vector_ip_ops", "<#>"),
+            ("vector_cosine_ops", "<=>"),
+            ("vector_l1_ops", "<+>"),
+        ] {
             let t = format!("r_{}", &opclass[7..opclass.len() - 4]);
             make_table(&t, 3000, 16);
             exact_copy(&t);
@@ -84,11 +45,17 @@ mod tests {
                     .join("\n")
             })
         };
-        assert!(plan("SELECT id FROM pl ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 10").contains("pl_idx"));
+        assert!(
+            plan("SELECT id FROM pl ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 10")
+                .contains("pl_idx")
+        );
         assert!(!plan("SELECT id FROM pl ORDER BY v <-> '[0,0,0,0,0,0,0,0]'").contains("pl_idx"));
         assert!(!plan("SELECT id FROM pl WHERE v IS NOT NULL").contains("pl_idx"));
         // Wrong operator for the opclass: no index.
-        assert!(!plan("SELECT id FROM pl ORDER BY v <#> '[0,0,0,0,0,0,0,0]' LIMIT 10").contains("pl_idx"));
+        assert!(
+            !plan("SELECT id FROM pl ORDER BY v <#> '[0,0,0,0,0,0,0,0]' LIMIT 10")
+                .contains("pl_idx")
+        );
     }
 
     /// pgvector's most reported problem: a selective WHERE shortening the LIMIT.
@@ -124,7 +91,10 @@ mod tests {
         assert!(n(500) < 50);
         Spi::run("SET LOCAL hnsw.iterative_scan = strict_order").unwrap();
         assert!(n(40) == 40);
-        Spi::run("SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.max_scan_tuples = 100").unwrap();
+        Spi::run(
+            "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.max_scan_tuples = 100",
+        )
+        .unwrap();
         assert!(n(500) < 50, "max_scan_tuples caps the work");
     }
 
@@ -191,8 +161,14 @@ mod tests {
     #[pg_test]
     fn hnsw_options_and_errors() {
         Spi::run("CREATE TABLE oe (v vector(3), u vector)").unwrap();
-        assert_sql_error("CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (m = 1)", "value 1 out of bounds for option \"m\"");
-        assert_sql_error("CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (m = 101)", "value 101 out of bounds for option \"m\"");
+        assert_sql_error(
+            "CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (m = 1)",
+            "value 1 out of bounds for option \"m\"",
+        );
+        assert_sql_error(
+            "CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (m = 101)",
+            "value 101 out of bounds for option \"m\"",
+        );
         assert_sql_error(
             "CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (ef_construction = 3)",
             "value 3 out of bounds for option \"ef_construction\"",
@@ -201,17 +177,38 @@ mod tests {
             "CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (m = 40, ef_construction = 50)",
             "ef_construction must be greater than or equal to 2 * m",
         );
-        assert_sql_error("CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (foo = 1)", "unrecognized parameter \"foo\"");
-        assert_sql_error("CREATE INDEX ON oe USING hnsw (u vector_l2_ops)", "column does not have dimensions");
+        assert_sql_error(
+            "CREATE INDEX ON oe USING hnsw (v vector_l2_ops) WITH (foo = 1)",
+            "unrecognized parameter \"foo\"",
+        );
+        assert_sql_error(
+            "CREATE INDEX ON oe USING hnsw (u vector_l2_ops)",
+            "column does not have dimensions",
+        );
         Spi::run("CREATE TABLE big (v vector(2001))").unwrap();
-        assert_sql_error("CREATE INDEX ON big USING hnsw (v vector_l2_ops)", "column cannot have more than 2000 dimensions for hnsw index");
+        assert_sql_error(
+            "CREATE INDEX ON big USING hnsw (v vector_l2_ops)",
+            "column cannot have more than 2000 dimensions for hnsw index",
+        );
         Spi::run("CREATE INDEX oe_idx ON oe USING hnsw (v vector_l2_ops) WITH (m = 4, ef_construction = 8)").unwrap();
         Spi::run("INSERT INTO oe (v) VALUES ('[1,2,3]')").unwrap();
-        assert_sql_error("INSERT INTO oe (v) VALUES ('[1,2]')", "expected 3 dimensions, not 2");
+        assert_sql_error(
+            "INSERT INTO oe (v) VALUES ('[1,2]')",
+            "expected 3 dimensions, not 2",
+        );
         force_index();
-        assert_sql_error("SELECT * FROM oe ORDER BY v <-> '[1,2]' LIMIT 1", "different vector dimensions 3 and 2");
-        assert_sql_error("SET hnsw.ef_search = 0", "0 is outside the valid range for parameter \"hnsw.ef_search\" (1 .. 1000)");
-        assert_sql_error("SET hnsw.iterative_scan = on", "invalid value for parameter \"hnsw.iterative_scan\": \"on\"");
+        assert_sql_error(
+            "SELECT * FROM oe ORDER BY v <-> '[1,2]' LIMIT 1",
+            "different vector dimensions 3 and 2",
+        );
+        assert_sql_error(
+            "SET hnsw.ef_search = 0",
+            "0 is outside the valid range for parameter \"hnsw.ef_search\" (1 .. 1000)",
+        );
+        assert_sql_error(
+            "SET hnsw.iterative_scan = on",
+            "invalid value for parameter \"hnsw.iterative_scan\": \"on\"",
+        );
         // 2,000 dimensions build and answer.
         Spi::run("CREATE TABLE wide (v vector(2000))").unwrap();
         Spi::run("INSERT INTO wide SELECT array_fill(i::real, ARRAY[2000]) FROM generate_series(1, 20) i").unwrap();
@@ -228,8 +225,15 @@ mod tests {
         Spi::run("CREATE TABLE cz (id int, v vector(2))").unwrap();
         Spi::run("CREATE INDEX ON cz USING hnsw (v vector_cosine_ops)").unwrap();
         force_index();
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM (SELECT id FROM cz ORDER BY v <=> '[1,1]' LIMIT 5) s").unwrap(), Some(0));
-        Spi::run("INSERT INTO cz VALUES (1, '[0,0]'), (2, '[1,0]'), (3, '[0,1]'), (4, NULL)").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM (SELECT id FROM cz ORDER BY v <=> '[1,1]' LIMIT 5) s"
+            )
+            .unwrap(),
+            Some(0)
+        );
+        Spi::run("INSERT INTO cz VALUES (1, '[0,0]'), (2, '[1,0]'), (3, '[0,1]'), (4, NULL)")
+            .unwrap();
         assert_eq!(
             Spi::get_one::<String>("SELECT string_agg(id::text, ',') FROM (SELECT id FROM cz ORDER BY v <=> '[1,0.1]' LIMIT 5) s").unwrap(),
             Some("2,3".to_string())

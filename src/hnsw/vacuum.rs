@@ -2,10 +2,10 @@
 //! left without rows, then free those elements' space for reuse by inserts.
 
 use pgrx::pg_sys;
-use recall_core::hnsw::{keep_pruned, max_neighbours};
 use recall_core::hnsw::search::Scored;
 use recall_core::hnsw::select::select_neighbours;
 use recall_core::hnsw::tuple::{Element, ElementMut, ItemPtr};
+use recall_core::hnsw::{keep_pruned, max_neighbours};
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +16,9 @@ use super::PAGE_ELEMENTS;
 use crate::storage::buffer::Lock;
 use crate::storage::{page, LockedBuffer, WalGuard};
 
-unsafe fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+unsafe fn stats_or_new(
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
         pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _
     } else {
@@ -49,7 +51,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let p = wal.register(&buf, false);
         let mut removed = 0usize;
         for off in 1..=page::max_offset(p) {
-            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, dims)) else { continue };
+            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, dims)) else {
+                continue;
+            };
             removed += e.retain_tids(|t| {
                 let mut tid = page::to_item_pointer(t);
                 !callback(&mut tid, callback_state)
@@ -64,7 +68,11 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
 
     // 2. and 3., with inserts held off so no new edge can point at what is being freed. The
     // metapage is read again: an insert may have moved the entry point since step 1.
-    pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
+    pg_sys::LockPage(
+        index,
+        UPDATE_LOCK,
+        pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+    );
     let meta = meta::read(index);
     let mut census = Census::default();
     for_each_element(index, dims, |at, e| census.add(at, e));
@@ -79,7 +87,11 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         }
         free_elements(index, dims, deleted);
     }
-    pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
+    pg_sys::UnlockPage(
+        index,
+        UPDATE_LOCK,
+        pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+    );
     pg_sys::IndexFreeSpaceMapVacuum(index);
     (*stats).num_pages = nblocks(index);
     stats
@@ -124,24 +136,42 @@ unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, census: &Census) {
     for &(id, nptr, level) in &census.live {
         pgrx::check_for_interrupts!();
         for l in 0..=level as usize {
-            let Some(list) = read_list(index, nptr, m, l) else { continue };
+            let Some(list) = read_list(index, nptr, m, l) else {
+                continue;
+            };
             if !list.iter().any(|n| deleted.contains(n)) {
                 continue;
             }
-            let mut cands: HashSet<u64> = list.iter().copied().filter(|n| !deleted.contains(n)).collect();
+            let mut cands: HashSet<u64> = list
+                .iter()
+                .copied()
+                .filter(|n| !deleted.contains(n))
+                .collect();
             for d in list.iter().filter(|n| deleted.contains(n)) {
                 if let Some(dl) = nptrs.get(d).and_then(|&p| read_list(index, p, m, l)) {
                     cands.extend(dl.into_iter().filter(|n| !deleted.contains(n) && *n != id));
                 }
             }
-            let mut scored: Vec<Scored<u64>> =
-                cands.into_iter().map(|c| Scored { dist: graph.pair_distance(id, c), id: c }).collect();
-            scored.sort();
-            let chosen: Vec<u64> = select_neighbours(&scored, max_neighbours(m, l), keep_pruned(graph.metric), |a, b| graph.pair_distance(a, b))
-                .iter()
-                .map(|s| s.id)
+            let mut scored: Vec<Scored<u64>> = cands
+                .into_iter()
+                .map(|c| Scored {
+                    dist: graph.pair_distance(id, c),
+                    id: c,
+                })
                 .collect();
-            write_list(index, nptr, m, l, |now| (now == list.as_slice()).then_some(chosen));
+            scored.sort();
+            let chosen: Vec<u64> = select_neighbours(
+                &scored,
+                max_neighbours(m, l),
+                keep_pruned(graph.metric),
+                |a, b| graph.pair_distance(a, b),
+            )
+            .iter()
+            .map(|s| s.id)
+            .collect();
+            write_list(index, nptr, m, l, |now| {
+                (now == list.as_slice()).then_some(chosen)
+            });
         }
     }
 }
@@ -166,7 +196,9 @@ unsafe fn free_elements(index: pg_sys::Relation, dims: usize, deleted: &HashSet<
         offs.sort_unstable_by(|a, b| b.cmp(a));
         for off in offs {
             // Re-check under the lock: still an element without rows.
-            let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) else { continue };
+            let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) else {
+                continue;
+            };
             if e.tid_count() != 0 {
                 continue;
             }

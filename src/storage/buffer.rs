@@ -23,7 +23,15 @@ pub struct LockedBuffer {
 
 /// Pins block `blk` of `fork` (`InvalidBlockNumber` extends the fork by one block).
 pub fn pin(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, blk: u32) -> pg_sys::Buffer {
-    unsafe { pg_sys::ReadBufferExtended(rel, fork, blk, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut()) }
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel,
+            fork,
+            blk,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 impl LockedBuffer {
@@ -56,7 +64,11 @@ impl LockedBuffer {
             if concurrent {
                 pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
             }
-            let buf = pin(rel, pg_sys::ForkNumber::MAIN_FORKNUM, pg_sys::InvalidBlockNumber);
+            let buf = pin(
+                rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                pg_sys::InvalidBlockNumber,
+            );
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
             if concurrent {
                 pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);

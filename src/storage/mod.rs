@@ -4,6 +4,7 @@
 //! custom redo code.
 
 pub mod buffer;
+pub mod metapage;
 pub mod page;
 pub mod xlog;
 

@@ -7,7 +7,10 @@ use recall_core::hnsw::tuple::ItemPtr;
 
 /// A Postgres `ItemPointerData` as the core's [`ItemPtr`].
 pub fn from_item_pointer(t: &pg_sys::ItemPointerData) -> ItemPtr {
-    ItemPtr { block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32, offset: t.ip_posid }
+    ItemPtr {
+        block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32,
+        offset: t.ip_posid,
+    }
 }
 
 /// The core's [`ItemPtr`] as a Postgres `ItemPointerData`.
@@ -26,7 +29,8 @@ pub struct PageTag {
     pub kind: u16,
     /// Identifies pg_recall pages (as pgvector's page ids do), for debugging tools.
     pub page_id: u16,
-    pub reserved: u32,
+    /// A block this page links to, by kind (ivfflat list pages: the list's previous page).
+    pub link: u32,
 }
 
 pub const PAGE_ID: u16 = 0xFE52;
@@ -54,7 +58,11 @@ pub fn item_footprint(len: usize) -> usize {
 pub unsafe fn init(page: pg_sys::Page, kind: u16) {
     pg_sys::PageInit(page, BLCKSZ, std::mem::size_of::<PageTag>());
     let tag = pg_sys::PageGetSpecialPointer(page) as *mut PageTag;
-    *tag = PageTag { kind, page_id: PAGE_ID, reserved: 0 };
+    *tag = PageTag {
+        kind,
+        page_id: PAGE_ID,
+        link: pg_sys::InvalidBlockNumber,
+    };
 }
 
 pub unsafe fn kind(page: pg_sys::Page) -> Option<u16> {
@@ -63,6 +71,34 @@ pub unsafe fn kind(page: pg_sys::Page) -> Option<u16> {
     }
     let tag = &*(pg_sys::PageGetSpecialPointer(page) as *const PageTag);
     (tag.page_id == PAGE_ID).then_some(tag.kind)
+}
+
+pub unsafe fn link(page: pg_sys::Page) -> u32 {
+    (*(pg_sys::PageGetSpecialPointer(page) as *const PageTag)).link
+}
+
+pub unsafe fn set_link(page: pg_sys::Page, block: u32) {
+    (*(pg_sys::PageGetSpecialPointer(page) as *mut PageTag)).link = block;
+}
+
+/// A page assembled in backend memory during a build, copied into a buffer once complete.
+pub struct PageImage(Box<[u64; BLCKSZ / 8]>);
+
+impl PageImage {
+    pub fn new(kind: u16) -> Self {
+        let mut img = PageImage(Box::new([0u64; BLCKSZ / 8]));
+        unsafe { init(img.page(), kind) };
+        img
+    }
+
+    pub fn page(&mut self) -> pg_sys::Page {
+        self.0.as_mut_ptr() as pg_sys::Page
+    }
+
+    /// Copies the image into `dst` (a locked buffer's page).
+    pub unsafe fn copy_to(&self, dst: pg_sys::Page) {
+        std::ptr::copy_nonoverlapping(self.0.as_ptr() as *const u8, dst as *mut u8, BLCKSZ);
+    }
 }
 
 /// Free bytes for one more item (line pointer already subtracted), as `PageGetFreeSpace`.

@@ -12,13 +12,19 @@ pub struct WalGuard {
 
 impl WalGuard {
     pub fn start(rel: pg_sys::Relation) -> Self {
-        WalGuard { state: unsafe { pg_sys::GenericXLogStart(rel) } }
+        WalGuard {
+            state: unsafe { pg_sys::GenericXLogStart(rel) },
+        }
     }
 
     /// The writable image of `buf`'s page. `full` logs the whole page (for a page being
     /// initialised); otherwise only the changed bytes are logged.
     pub fn register(&mut self, buf: &LockedBuffer, full: bool) -> pg_sys::Page {
-        let flags = if full { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+        let flags = if full {
+            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+        } else {
+            0
+        };
         unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, buf.raw(), flags) }
     }
 

@@ -25,14 +25,27 @@ fn array_to_vector(fcinfo: pg_sys::FunctionCallInfo) -> VectorBuf {
             errors::data_exception("array must be 1-D".into());
         }
         if pg_sys::array_contains_nulls(arr) {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls");
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "array must not contain nulls"
+            );
         }
         let elemtype = (*arr).elemtype;
         let (mut typlen, mut typbyval, mut typalign) = (0i16, false, 0 as std::ffi::c_char);
         pg_sys::get_typlenbyvalalign(elemtype, &mut typlen, &mut typbyval, &mut typalign);
         let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut n: i32 = 0;
-        pg_sys::deconstruct_array(arr, elemtype, typlen.into(), typbyval, typalign, &mut elems, std::ptr::null_mut(), &mut n);
+        pg_sys::deconstruct_array(
+            arr,
+            elemtype,
+            typlen.into(),
+            typbyval,
+            typalign,
+            &mut elems,
+            std::ptr::null_mut(),
+            &mut n,
+        );
         let n = n.max(0) as usize;
         errors::check_dim(n);
         errors::check_expected_dim(typmod, n);

@@ -54,7 +54,10 @@ impl<'a> Vector<'a> {
     /// `datum` must be a non-null `vector` datum.
     pub unsafe fn from_datum_unchecked(datum: pg_sys::Datum) -> Self {
         let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut Header;
-        Vector { header: NonNull::new_unchecked(p), _lifetime: PhantomData }
+        Vector {
+            header: NonNull::new_unchecked(p),
+            _lifetime: PhantomData,
+        }
     }
 
     #[inline]
@@ -109,7 +112,9 @@ impl VectorBuf {
             let p = pg_sys::palloc0(size) as *mut Header;
             pgrx::set_varsize_4b(p as *mut pg_sys::varlena, size as i32);
             (*p).dim = dim as i16;
-            VectorBuf { header: NonNull::new_unchecked(p) }
+            VectorBuf {
+                header: NonNull::new_unchecked(p),
+            }
         }
     }
 

@@ -14,7 +14,9 @@ pub fn check_dim(dim: usize) {
         data_exception("vector must have at least 1 dimension".into());
     }
     if dim > VECTOR_MAX_DIM {
-        data_exception(format!("vector cannot have more than {VECTOR_MAX_DIM} dimensions"));
+        data_exception(format!(
+            "vector cannot have more than {VECTOR_MAX_DIM} dimensions"
+        ));
     }
 }
 
@@ -42,11 +44,19 @@ pub fn check_element(v: f32) {
 }
 
 pub fn overflow() -> ! {
-    raise(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow".into(), None)
+    raise(
+        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        "value out of range: overflow".into(),
+        None,
+    )
 }
 
 pub fn underflow() -> ! {
-    raise(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: underflow".into(), None)
+    raise(
+        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        "value out of range: underflow".into(),
+        None,
+    )
 }
 
 /// Raises an `ERROR` with `code`, `msg` and an optional detail line.

@@ -35,7 +35,11 @@ fn vector_typmod_in(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
         let mut n: i32 = 0;
         let tl = pg_sys::ArrayGetIntegerTypmods(arr, &mut n);
         if n != 1 {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "invalid type modifier");
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "invalid type modifier"
+            );
         }
         let t = *tl;
         if t < 1 {
@@ -60,7 +64,10 @@ fn vector_typmod_in(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
 fn vector_recv(buf: pgrx::Internal, _typioparam: pg_sys::Oid, typmod: i32) -> VectorBuf {
     unsafe {
-        let buf = buf.unwrap().unwrap().cast_mut_ptr::<pg_sys::StringInfoData>();
+        let buf = buf
+            .unwrap()
+            .unwrap()
+            .cast_mut_ptr::<pg_sys::StringInfoData>();
         let dim = pg_sys::pq_getmsgint(buf, 2) as u16 as i16;
         let unused = pg_sys::pq_getmsgint(buf, 2) as u16 as i16;
         let dim = if dim < 0 { 0 } else { dim as usize };

@@ -65,7 +65,11 @@ fn vector_dims(a: Vector<'_>) -> i32 {
 /// Accumulated in `f64` as pgvector does, so large vectors do not lose precision.
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
 fn vector_norm(a: Vector<'_>) -> f64 {
-    a.as_slice().iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
+    a.as_slice()
+        .iter()
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt()
 }
 
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
@@ -93,7 +97,11 @@ fn subvector(a: Vector<'_>, start: i32, count: i32) -> VectorBuf {
         errors::data_exception("vector must have at least 1 dimension".into());
     }
     // start + count may overflow i32; dim - count cannot, both being positive.
-    let end = if start > dim - count { dim + 1 } else { start + count };
+    let end = if start > dim - count {
+        dim + 1
+    } else {
+        start + count
+    };
     let start = if start < 1 {
         1
     } else if start > dim {
@@ -106,7 +114,12 @@ fn subvector(a: Vector<'_>, start: i32, count: i32) -> VectorBuf {
     VectorBuf::from_slice(&a.as_slice()[(start - 1) as usize..(end - 1) as usize])
 }
 
-fn elementwise(a: &Vector<'_>, b: &Vector<'_>, f: impl Fn(f32, f32) -> f32, check_underflow: bool) -> VectorBuf {
+fn elementwise(
+    a: &Vector<'_>,
+    b: &Vector<'_>,
+    f: impl Fn(f32, f32) -> f32,
+    check_underflow: bool,
+) -> VectorBuf {
     let (x, y) = pair(a, b);
     let mut out = VectorBuf::zeroed(x.len());
     for ((o, &p), &q) in out.as_mut_slice().iter_mut().zip(x).zip(y) {

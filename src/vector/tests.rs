@@ -9,18 +9,51 @@ mod tests {
     #[pg_test]
     fn vector_text_io() {
         assert_eq!(text("SELECT '[1,2,3]'::vector::text"), "[1,2,3]");
-        assert_eq!(text("SELECT '  [ 1.5 ,\t-2 ,3e-5 ]  '::vector::text"), "[1.5,-2,3e-05]");
-        assert_eq!(text("SELECT '[1e20,0.1,-0]'::vector::text"), "[1e+20,0.1,-0]");
-        assert_sql_error("SELECT '1,2'::vector", "invalid input syntax for type vector: \"1,2\"");
-        assert_sql_error("SELECT '[1,2'::vector", "invalid input syntax for type vector: \"[1,2\"");
-        assert_sql_error("SELECT '[1,,2]'::vector", "invalid input syntax for type vector: \"[1,,2]\"");
-        assert_sql_error("SELECT '[1,2] x'::vector", "invalid input syntax for type vector: \"[1,2] x\"");
-        assert_sql_error("SELECT ''::vector", "invalid input syntax for type vector: \"\"");
-        assert_sql_error("SELECT '[]'::vector", "vector must have at least 1 dimension");
+        assert_eq!(
+            text("SELECT '  [ 1.5 ,\t-2 ,3e-5 ]  '::vector::text"),
+            "[1.5,-2,3e-05]"
+        );
+        assert_eq!(
+            text("SELECT '[1e20,0.1,-0]'::vector::text"),
+            "[1e+20,0.1,-0]"
+        );
+        assert_sql_error(
+            "SELECT '1,2'::vector",
+            "invalid input syntax for type vector: \"1,2\"",
+        );
+        assert_sql_error(
+            "SELECT '[1,2'::vector",
+            "invalid input syntax for type vector: \"[1,2\"",
+        );
+        assert_sql_error(
+            "SELECT '[1,,2]'::vector",
+            "invalid input syntax for type vector: \"[1,,2]\"",
+        );
+        assert_sql_error(
+            "SELECT '[1,2] x'::vector",
+            "invalid input syntax for type vector: \"[1,2] x\"",
+        );
+        assert_sql_error(
+            "SELECT ''::vector",
+            "invalid input syntax for type vector: \"\"",
+        );
+        assert_sql_error(
+            "SELECT '[]'::vector",
+            "vector must have at least 1 dimension",
+        );
         assert_sql_error("SELECT '[1,NaN]'::vector", "NaN not allowed in vector");
-        assert_sql_error("SELECT '[1,Infinity]'::vector", "infinite value not allowed in vector");
-        assert_sql_error("SELECT '[-inf]'::vector", "infinite value not allowed in vector");
-        assert_sql_error("SELECT '[4e38]'::vector", "\"4e38\" is out of range for type vector");
+        assert_sql_error(
+            "SELECT '[1,Infinity]'::vector",
+            "infinite value not allowed in vector",
+        );
+        assert_sql_error(
+            "SELECT '[-inf]'::vector",
+            "infinite value not allowed in vector",
+        );
+        assert_sql_error(
+            "SELECT '[4e38]'::vector",
+            "\"4e38\" is out of range for type vector",
+        );
         assert_sql_error(
             "SELECT ('[' || array_to_string(array_fill(1, ARRAY[16001]), ',') || ']')::vector",
             "vector cannot have more than 16000 dimensions",
@@ -56,21 +89,42 @@ mod tests {
     fn vector_typmod() {
         Spi::run("CREATE TABLE tm (v vector(3))").unwrap();
         Spi::run("INSERT INTO tm VALUES ('[1,2,3]')").unwrap();
-        assert_sql_error("INSERT INTO tm VALUES ('[1,2]')", "expected 3 dimensions, not 2");
-        assert_sql_error("INSERT INTO tm VALUES ('[1,2]'::vector)", "expected 3 dimensions, not 2");
-        assert_sql_error("INSERT INTO tm VALUES (ARRAY[1,2]::real[])", "expected 3 dimensions, not 2");
-        assert_sql_error("UPDATE tm SET v = v || '[4]'", "expected 3 dimensions, not 4");
+        assert_sql_error(
+            "INSERT INTO tm VALUES ('[1,2]')",
+            "expected 3 dimensions, not 2",
+        );
+        assert_sql_error(
+            "INSERT INTO tm VALUES ('[1,2]'::vector)",
+            "expected 3 dimensions, not 2",
+        );
+        assert_sql_error(
+            "INSERT INTO tm VALUES (ARRAY[1,2]::real[])",
+            "expected 3 dimensions, not 2",
+        );
+        assert_sql_error(
+            "UPDATE tm SET v = v || '[4]'",
+            "expected 3 dimensions, not 4",
+        );
         assert_sql_error("SELECT '[1,2]'::vector(3)", "expected 3 dimensions, not 2");
         assert_eq!(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tm'::regclass AND attname = 'v'"), "vector(3)");
-        assert_sql_error("CREATE TABLE tm0 (v vector(0))", "dimensions for type vector must be at least 1");
-        assert_sql_error("CREATE TABLE tm1 (v vector(16001))", "dimensions for type vector cannot exceed 16000");
+        assert_sql_error(
+            "CREATE TABLE tm0 (v vector(0))",
+            "dimensions for type vector must be at least 1",
+        );
+        assert_sql_error(
+            "CREATE TABLE tm1 (v vector(16001))",
+            "dimensions for type vector cannot exceed 16000",
+        );
         assert_sql_error("CREATE TABLE tm2 (v vector(2, 3))", "invalid type modifier");
         Spi::run("CREATE TABLE tm3 (v vector(16000))").unwrap();
     }
 
     #[pg_test]
     fn vector_binary_send_and_copy() {
-        assert_eq!(text("SELECT vector_send('[1,2]')::text"), "\\x000200003f80000040000000");
+        assert_eq!(
+            text("SELECT vector_send('[1,2]')::text"),
+            "\\x000200003f80000040000000"
+        );
         // Binary COPY out and back in goes through vector_send and vector_recv.
         let path = format!("/tmp/pg_recall_copy_{}.bin", std::process::id());
         Spi::run("CREATE TABLE bc (id int, v vector(3))").unwrap();
@@ -78,10 +132,15 @@ mod tests {
         Spi::run(&format!("COPY bc TO '{path}' WITH (FORMAT binary)")).unwrap();
         Spi::run("CREATE TABLE bc2 (id int, v vector(3))").unwrap();
         Spi::run(&format!("COPY bc2 FROM '{path}' WITH (FORMAT binary)")).unwrap();
-        assert!(boolean("SELECT count(*) = 100 AND bool_and(a.v = b.v) FROM bc a JOIN bc2 b USING (id)"));
+        assert!(boolean(
+            "SELECT count(*) = 100 AND bool_and(a.v = b.v) FROM bc a JOIN bc2 b USING (id)"
+        ));
         // recv checks the typmod of the target column.
         Spi::run("CREATE TABLE bc4 (id int, v vector(4))").unwrap();
-        assert_sql_error(&format!("COPY bc4 FROM '{path}' WITH (FORMAT binary)"), "expected 4 dimensions, not 3");
+        assert_sql_error(
+            &format!("COPY bc4 FROM '{path}' WITH (FORMAT binary)"),
+            "expected 4 dimensions, not 3",
+        );
         let _ = std::fs::remove_file(&path);
     }
 
@@ -98,11 +157,26 @@ mod tests {
         assert!((float8("SELECT '[1,0]'::vector <=> '[0,1]'") - 1.0).abs() < 1e-12);
         assert!(float8("SELECT '[0,0]'::vector <=> '[1,1]'").is_nan());
         for op in ["<->", "<#>", "<=>", "<+>"] {
-            assert_sql_error(&format!("SELECT '[1,2]'::vector {op} '[1,2,3]'"), "different vector dimensions 2 and 3");
+            assert_sql_error(
+                &format!("SELECT '[1,2]'::vector {op} '[1,2,3]'"),
+                "different vector dimensions 2 and 3",
+            );
         }
-        for f in ["l2_distance", "inner_product", "cosine_distance", "l1_distance"] {
-            assert_sql_error(&format!("SELECT {f}('[1]', '[1,2]')"), "different vector dimensions 1 and 2");
-            assert!(Spi::get_one::<f64>(&format!("SELECT {f}(NULL::vector, '[1]')")).unwrap().is_none());
+        for f in [
+            "l2_distance",
+            "inner_product",
+            "cosine_distance",
+            "l1_distance",
+        ] {
+            assert_sql_error(
+                &format!("SELECT {f}('[1]', '[1,2]')"),
+                "different vector dimensions 1 and 2",
+            );
+            assert!(
+                Spi::get_one::<f64>(&format!("SELECT {f}(NULL::vector, '[1]')"))
+                    .unwrap()
+                    .is_none()
+            );
         }
         // Kernels cover every length, so long vectors agree with a double-precision reference.
         let diff = float8(
@@ -114,32 +188,83 @@ mod tests {
 
     #[pg_test]
     fn vector_functions() {
-        assert_eq!(Spi::get_one::<i32>("SELECT vector_dims('[1,2,3]')").unwrap(), Some(3));
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT vector_dims('[1,2,3]')").unwrap(),
+            Some(3)
+        );
         assert_eq!(float8("SELECT vector_norm('[3,4]')"), 5.0);
         assert_eq!(text("SELECT l2_normalize('[3,4]')::text"), "[0.6,0.8]");
         assert_eq!(text("SELECT l2_normalize('[0,0]')::text"), "[0,0]");
-        assert_eq!(text("SELECT subvector('[1,2,3,4,5]', 2, 3)::text"), "[2,3,4]");
-        assert_eq!(text("SELECT subvector('[1,2,3,4,5]', 3, 9)::text"), "[3,4,5]");
+        assert_eq!(
+            text("SELECT subvector('[1,2,3,4,5]', 2, 3)::text"),
+            "[2,3,4]"
+        );
+        assert_eq!(
+            text("SELECT subvector('[1,2,3,4,5]', 3, 9)::text"),
+            "[3,4,5]"
+        );
         assert_eq!(text("SELECT subvector('[1,2,3,4,5]', -1, 3)::text"), "[1]");
-        assert_eq!(text("SELECT subvector('[1,2,3,4,5]', 1, 2147483647)::text"), "[1,2,3,4,5]");
-        assert_sql_error("SELECT subvector('[1,2,3,4,5]', 1, 0)", "vector must have at least 1 dimension");
-        assert_sql_error("SELECT subvector('[1,2,3,4,5]', 6, 1)", "vector must have at least 1 dimension");
-        assert_sql_error("SELECT subvector('[1,2,3,4,5]', -1, 2)", "vector must have at least 1 dimension");
+        assert_eq!(
+            text("SELECT subvector('[1,2,3,4,5]', 1, 2147483647)::text"),
+            "[1,2,3,4,5]"
+        );
+        assert_sql_error(
+            "SELECT subvector('[1,2,3,4,5]', 1, 0)",
+            "vector must have at least 1 dimension",
+        );
+        assert_sql_error(
+            "SELECT subvector('[1,2,3,4,5]', 6, 1)",
+            "vector must have at least 1 dimension",
+        );
+        assert_sql_error(
+            "SELECT subvector('[1,2,3,4,5]', -1, 2)",
+            "vector must have at least 1 dimension",
+        );
     }
 
     #[pg_test]
     fn vector_arithmetic() {
-        assert_eq!(text("SELECT ('[1,2,3]'::vector + '[4,5,6]')::text"), "[5,7,9]");
-        assert_eq!(text("SELECT ('[1,2,3]'::vector - '[4,5,6]')::text"), "[-3,-3,-3]");
-        assert_eq!(text("SELECT ('[1,2,3]'::vector * '[4,5,6]')::text"), "[4,10,18]");
+        assert_eq!(
+            text("SELECT ('[1,2,3]'::vector + '[4,5,6]')::text"),
+            "[5,7,9]"
+        );
+        assert_eq!(
+            text("SELECT ('[1,2,3]'::vector - '[4,5,6]')::text"),
+            "[-3,-3,-3]"
+        );
+        assert_eq!(
+            text("SELECT ('[1,2,3]'::vector * '[4,5,6]')::text"),
+            "[4,10,18]"
+        );
         assert_eq!(text("SELECT ('[1,2]'::vector || '[3]')::text"), "[1,2,3]");
-        assert_sql_error("SELECT '[3e38]'::vector + '[3e38]'", "value out of range: overflow");
-        assert_sql_error("SELECT '[-3e38]'::vector - '[3e38]'", "value out of range: overflow");
-        assert_sql_error("SELECT '[1e20]'::vector * '[1e20]'", "value out of range: overflow");
-        assert_sql_error("SELECT '[1e-30]'::vector * '[1e-30]'", "value out of range: underflow");
-        assert_sql_error("SELECT '[1,2]'::vector + '[1]'", "different vector dimensions 2 and 1");
-        assert_sql_error("SELECT '[1,2]'::vector - '[1]'", "different vector dimensions 2 and 1");
-        assert_sql_error("SELECT '[1,2]'::vector * '[1]'", "different vector dimensions 2 and 1");
+        assert_sql_error(
+            "SELECT '[3e38]'::vector + '[3e38]'",
+            "value out of range: overflow",
+        );
+        assert_sql_error(
+            "SELECT '[-3e38]'::vector - '[3e38]'",
+            "value out of range: overflow",
+        );
+        assert_sql_error(
+            "SELECT '[1e20]'::vector * '[1e20]'",
+            "value out of range: overflow",
+        );
+        assert_sql_error(
+            "SELECT '[1e-30]'::vector * '[1e-30]'",
+            "value out of range: underflow",
+        );
+        assert_sql_error(
+            "SELECT '[1,2]'::vector + '[1]'",
+            "different vector dimensions 2 and 1",
+        );
+        assert_sql_error(
+            "SELECT '[1,2]'::vector - '[1]'",
+            "different vector dimensions 2 and 1",
+        );
+        assert_sql_error(
+            "SELECT '[1,2]'::vector * '[1]'",
+            "different vector dimensions 2 and 1",
+        );
         assert_sql_error(
             "SELECT array_fill(1, ARRAY[16000])::real[]::vector || '[1]'",
             "vector cannot have more than 16000 dimensions",
@@ -149,14 +274,31 @@ mod tests {
     #[pg_test]
     fn vector_btree_ordering() {
         assert!(boolean("SELECT '[1,2]'::vector < '[1,3]' AND '[1,2]'::vector < '[1,2,0]' AND '[2]'::vector > '[1,9]'"));
-        assert!(boolean("SELECT '[1,2]'::vector = '[1,2]' AND '[1,2]'::vector <> '[1,2,3]'"));
-        assert!(boolean("SELECT '[1,2]'::vector <= '[1,2]' AND '[1,2]'::vector >= '[1,2]'"));
-        assert_eq!(Spi::get_one::<i32>("SELECT vector_cmp('[1,2]', '[1,3]')").unwrap(), Some(-1));
+        assert!(boolean(
+            "SELECT '[1,2]'::vector = '[1,2]' AND '[1,2]'::vector <> '[1,2,3]'"
+        ));
+        assert!(boolean(
+            "SELECT '[1,2]'::vector <= '[1,2]' AND '[1,2]'::vector >= '[1,2]'"
+        ));
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT vector_cmp('[1,2]', '[1,3]')").unwrap(),
+            Some(-1)
+        );
         Spi::run("CREATE TABLE bt (v vector)").unwrap();
-        Spi::run("INSERT INTO bt VALUES ('[3]'), ('[1,2]'), ('[1]'), ('[1,2]'), ('[2,1]')").unwrap();
-        assert_eq!(text("SELECT string_agg(v::text, ' ' ORDER BY v) FROM bt"), "[1] [1,2] [1,2] [2,1] [3]");
-        assert_eq!(Spi::get_one::<i64>("SELECT count(DISTINCT v) FROM bt").unwrap(), Some(4));
-        assert_sql_error("CREATE UNIQUE INDEX ON bt (v)", "could not create unique index \"bt_v_idx\"");
+        Spi::run("INSERT INTO bt VALUES ('[3]'), ('[1,2]'), ('[1]'), ('[1,2]'), ('[2,1]')")
+            .unwrap();
+        assert_eq!(
+            text("SELECT string_agg(v::text, ' ' ORDER BY v) FROM bt"),
+            "[1] [1,2] [1,2] [2,1] [3]"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(DISTINCT v) FROM bt").unwrap(),
+            Some(4)
+        );
+        assert_sql_error(
+            "CREATE UNIQUE INDEX ON bt (v)",
+            "could not create unique index \"bt_v_idx\"",
+        );
         Spi::run("DELETE FROM bt WHERE ctid NOT IN (SELECT min(ctid) FROM bt GROUP BY v)").unwrap();
         Spi::run("CREATE UNIQUE INDEX ON bt (v)").unwrap();
         assert_sql_error(
@@ -168,19 +310,52 @@ mod tests {
     #[pg_test]
     fn vector_casts() {
         assert_eq!(text("SELECT ARRAY[1,2,3]::vector::text"), "[1,2,3]");
-        assert_eq!(text("SELECT ARRAY[1.5,2,3]::real[]::vector::text"), "[1.5,2,3]");
-        assert_eq!(text("SELECT ARRAY[1.5,2,3]::float8[]::vector::text"), "[1.5,2,3]");
-        assert_eq!(text("SELECT ARRAY[1.5,2,3]::numeric[]::vector::text"), "[1.5,2,3]");
+        assert_eq!(
+            text("SELECT ARRAY[1.5,2,3]::real[]::vector::text"),
+            "[1.5,2,3]"
+        );
+        assert_eq!(
+            text("SELECT ARRAY[1.5,2,3]::float8[]::vector::text"),
+            "[1.5,2,3]"
+        );
+        assert_eq!(
+            text("SELECT ARRAY[1.5,2,3]::numeric[]::vector::text"),
+            "[1.5,2,3]"
+        );
         assert_eq!(text("SELECT '[1,2,3]'::vector::real[]::text"), "{1,2,3}");
         assert_eq!(text("SELECT ARRAY[1,2,3]::vector(3)::text"), "[1,2,3]");
-        assert_sql_error("SELECT ARRAY[1,2]::vector(3)", "expected 3 dimensions, not 2");
-        assert_sql_error("SELECT '{{1,2},{3,4}}'::real[]::vector", "array must be 1-D");
-        assert_sql_error("SELECT '{1,NULL}'::real[]::vector", "array must not contain nulls");
-        assert_sql_error("SELECT '{}'::real[]::vector", "vector must have at least 1 dimension");
-        assert_sql_error("SELECT '{NaN}'::real[]::vector", "NaN not allowed in vector");
-        assert_sql_error("SELECT '{Infinity}'::float8[]::vector", "infinite value not allowed in vector");
-        assert_sql_error("SELECT '{1e300}'::float8[]::vector", "infinite value not allowed in vector");
-        assert_sql_error("SELECT '{NaN}'::numeric[]::vector", "NaN not allowed in vector");
+        assert_sql_error(
+            "SELECT ARRAY[1,2]::vector(3)",
+            "expected 3 dimensions, not 2",
+        );
+        assert_sql_error(
+            "SELECT '{{1,2},{3,4}}'::real[]::vector",
+            "array must be 1-D",
+        );
+        assert_sql_error(
+            "SELECT '{1,NULL}'::real[]::vector",
+            "array must not contain nulls",
+        );
+        assert_sql_error(
+            "SELECT '{}'::real[]::vector",
+            "vector must have at least 1 dimension",
+        );
+        assert_sql_error(
+            "SELECT '{NaN}'::real[]::vector",
+            "NaN not allowed in vector",
+        );
+        assert_sql_error(
+            "SELECT '{Infinity}'::float8[]::vector",
+            "infinite value not allowed in vector",
+        );
+        assert_sql_error(
+            "SELECT '{1e300}'::float8[]::vector",
+            "infinite value not allowed in vector",
+        );
+        assert_sql_error(
+            "SELECT '{NaN}'::numeric[]::vector",
+            "NaN not allowed in vector",
+        );
         // pgvector's cast contexts: arrays → vector on assignment, vector → real[] implicitly.
         let contexts = text(
             "SELECT string_agg(c, ' ' ORDER BY c) FROM (
@@ -193,22 +368,43 @@ mod tests {
         );
         Spi::run("CREATE TABLE ca (v vector(2))").unwrap();
         Spi::run("INSERT INTO ca VALUES (ARRAY[1,2]), (ARRAY[1.5,2]::float8[])").unwrap();
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM ca").unwrap(), Some(2));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM ca").unwrap(),
+            Some(2)
+        );
     }
 
     #[pg_test]
     fn vector_aggregates() {
         Spi::run("CREATE TABLE ag (g int, v vector)").unwrap();
-        Spi::run("INSERT INTO ag VALUES (1, '[1,2,3]'), (1, '[3,4,5]'), (1, NULL), (2, '[1,1]')").unwrap();
+        Spi::run("INSERT INTO ag VALUES (1, '[1,2,3]'), (1, '[3,4,5]'), (1, NULL), (2, '[1,1]')")
+            .unwrap();
         assert_eq!(text("SELECT avg(v)::text FROM ag WHERE g = 1"), "[2,3,4]");
         assert_eq!(text("SELECT sum(v)::text FROM ag WHERE g = 1"), "[4,6,8]");
-        assert!(Spi::get_one::<String>("SELECT avg(v)::text FROM ag WHERE g = 3").unwrap().is_none());
-        assert!(Spi::get_one::<String>("SELECT sum(v)::text FROM ag WHERE g = 3").unwrap().is_none());
+        assert!(
+            Spi::get_one::<String>("SELECT avg(v)::text FROM ag WHERE g = 3")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Spi::get_one::<String>("SELECT sum(v)::text FROM ag WHERE g = 3")
+                .unwrap()
+                .is_none()
+        );
         assert_sql_error("SELECT avg(v) FROM ag", "expected 3 dimensions, not 2");
-        assert_sql_error("SELECT sum(v) FROM ag", "different vector dimensions 3 and 2");
+        assert_sql_error(
+            "SELECT sum(v) FROM ag",
+            "different vector dimensions 3 and 2",
+        );
         // avg accumulates in double precision like pgvector, so only sum overflows float4.
-        assert_eq!(text("SELECT avg(v)::text FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v)"), "[3e+38]");
-        assert_sql_error("SELECT sum(v) FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v)", "value out of range: overflow");
+        assert_eq!(
+            text("SELECT avg(v)::text FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v)"),
+            "[3e+38]"
+        );
+        assert_sql_error(
+            "SELECT sum(v) FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v)",
+            "value out of range: overflow",
+        );
         // Parallel safe with a combine function, so partial aggregation across workers works.
         assert_eq!(
             text("SELECT string_agg(p.proparallel::text || coalesce(a.aggcombinefn::text, '-'), ',' ORDER BY p.proname)

@@ -3,8 +3,12 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use recall_core::distance::{self, reference};
 
 fn vectors(n: usize) -> (Vec<f32>, Vec<f32>) {
-    let a = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let b = (0..n).map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5).collect();
+    let a = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let b = (0..n)
+        .map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5)
+        .collect();
     (a, b)
 }
 

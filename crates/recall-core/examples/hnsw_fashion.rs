@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 fn idx(path: &str) -> (Vec<f32>, usize) {
     let mut d = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut d).unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut d)
+        .unwrap();
     let n = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
     (d[16..].iter().map(|&b| b as f32).collect(), n)
 }
@@ -24,17 +26,40 @@ fn main() {
     let (qs, _) = idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
     let dims = 784;
     let base = base[..n * dims].to_vec();
-    let p = HnswParams { m, ef_construction: 64, metric: Metric::L2, seed: 1 };
+    let p = HnswParams {
+        m,
+        ef_construction: 64,
+        metric: Metric::L2,
+        seed: 1,
+    };
     let t = std::time::Instant::now();
-    let g = MemGraph::build_with(base.clone(), dims, &p, &AtomicBool::new(false), &AtomicUsize::new(0), keep).unwrap();
-    println!("n={n} keep_pruned={keep} m={m}: build {:.1} s", t.elapsed().as_secs_f64());
-    let deg: f64 = (0..g.len() as u32).map(|i| g.links(i)[0].len() as f64).sum::<f64>() / g.len() as f64;
+    let g = MemGraph::build_with(
+        base.clone(),
+        dims,
+        &p,
+        &AtomicBool::new(false),
+        &AtomicUsize::new(0),
+        keep,
+    )
+    .unwrap();
+    println!(
+        "n={n} keep_pruned={keep} m={m}: build {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let deg: f64 = (0..g.len() as u32)
+        .map(|i| g.links(i)[0].len() as f64)
+        .sum::<f64>()
+        / g.len() as f64;
     println!("mean layer-0 degree {deg:.1}");
     let nq = 300;
     let truth: Vec<HashSet<u32>> = qs[..nq * dims]
         .chunks(dims)
         .map(|q| {
-            let mut d: Vec<(f32, u32)> = base.chunks(dims).enumerate().map(|(i, x)| (order_distance(Metric::L2, q, x), i as u32)).collect();
+            let mut d: Vec<(f32, u32)> = base
+                .chunks(dims)
+                .enumerate()
+                .map(|(i, x)| (order_distance(Metric::L2, q, x), i as u32))
+                .collect();
             d.select_nth_unstable_by(10, |a, b| a.0.total_cmp(&b.0));
             d[..10].iter().map(|x| x.1).collect()
         })

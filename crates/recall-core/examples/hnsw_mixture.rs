@@ -32,16 +32,38 @@ fn main() {
         all.extend(x);
     }
     let (base, qs) = all.split_at(n * dims);
-    let p = HnswParams { m, ef_construction: efc, metric: Metric::InnerProduct, seed: 1 };
+    let p = HnswParams {
+        m,
+        ef_construction: efc,
+        metric: Metric::InnerProduct,
+        seed: 1,
+    };
     let t = std::time::Instant::now();
-    let g = MemGraph::build_with(base.to_vec(), dims, &p, &AtomicBool::new(false), &AtomicUsize::new(0), keep).unwrap();
-    let deg: f64 = (0..g.len() as u32).map(|i| g.links(i)[0].len() as f64).sum::<f64>() / g.len() as f64;
-    println!("n={n} keep_pruned={keep} m={m} efc={efc}: build {:.1} s, mean degree {deg:.1}", t.elapsed().as_secs_f64());
+    let g = MemGraph::build_with(
+        base.to_vec(),
+        dims,
+        &p,
+        &AtomicBool::new(false),
+        &AtomicUsize::new(0),
+        keep,
+    )
+    .unwrap();
+    let deg: f64 = (0..g.len() as u32)
+        .map(|i| g.links(i)[0].len() as f64)
+        .sum::<f64>()
+        / g.len() as f64;
+    println!(
+        "n={n} keep_pruned={keep} m={m} efc={efc}: build {:.1} s, mean degree {deg:.1}",
+        t.elapsed().as_secs_f64()
+    );
     let truth: Vec<HashSet<u32>> = qs
         .chunks(dims)
         .map(|q| {
-            let mut d: Vec<(f32, u32)> =
-                base.chunks(dims).enumerate().map(|(i, x)| (order_distance(Metric::InnerProduct, q, x), i as u32)).collect();
+            let mut d: Vec<(f32, u32)> = base
+                .chunks(dims)
+                .enumerate()
+                .map(|(i, x)| (order_distance(Metric::InnerProduct, q, x), i as u32))
+                .collect();
             d.select_nth_unstable_by(10, |a, b| a.0.total_cmp(&b.0));
             d[..10].iter().map(|x| x.1).collect()
         })
@@ -53,6 +75,10 @@ fn main() {
             hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
             evals += n;
         }
-        println!("ef={ef:<5} recall@10={:.4} evals/query={:.0}", hits as f64 / (nq * 10) as f64, evals as f64 / nq as f64);
+        println!(
+            "ef={ef:<5} recall@10={:.4} evals/query={:.0}",
+            hits as f64 / (nq * 10) as f64,
+            evals as f64 / nq as f64
+        );
     }
 }

@@ -161,7 +161,10 @@ mod portable {
         let mut acc = [0.0f32; LANES];
         let chunks = n / LANES;
         for c in 0..chunks {
-            let (x, y) = (&a[c * LANES..c * LANES + LANES], &b[c * LANES..c * LANES + LANES]);
+            let (x, y) = (
+                &a[c * LANES..c * LANES + LANES],
+                &b[c * LANES..c * LANES + LANES],
+            );
             for l in 0..LANES {
                 acc[l] += f(x[l], y[l]);
             }
@@ -288,7 +291,11 @@ mod x86 {
     unsafe fn dot_norms_avx2(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let (mut ab, mut aa, mut bb) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut ab, mut aa, mut bb) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
         let mut i = 0;
         while i + 8 <= n {
             let x = _mm256_loadu_ps(pa.add(i));
@@ -358,14 +365,21 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f32 {
-        avx512_reduce!(a, b, |acc, x, y| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, y))))
+        avx512_reduce!(a, b, |acc, x, y| _mm512_add_ps(
+            acc,
+            _mm512_abs_ps(_mm512_sub_ps(x, y))
+        ))
     }
 
     #[target_feature(enable = "avx512f")]
     unsafe fn dot_norms_avx512(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let (mut ab, mut aa, mut bb) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let (mut ab, mut aa, mut bb) = (
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        );
         let mut i = 0;
         while i < n {
             let rem = n - i;
@@ -377,7 +391,11 @@ mod x86 {
             bb = _mm512_fmadd_ps(y, y, bb);
             i += 16;
         }
-        (_mm512_reduce_add_ps(ab), _mm512_reduce_add_ps(aa), _mm512_reduce_add_ps(bb))
+        (
+            _mm512_reduce_add_ps(ab),
+            _mm512_reduce_add_ps(aa),
+            _mm512_reduce_add_ps(bb),
+        )
     }
 
     /// Every table this CPU can run, so tests can check each one against the reference.
@@ -429,17 +447,37 @@ mod tests {
                 let a = pseudo_random(n, n as u32 + 1);
                 let b = pseudo_random(n, n as u32 + 1000);
                 let scale = n as f32;
-                assert!(close((k.dot)(&a, &b), reference::dot(&a, &b), scale), "{} dot n={n}", k.isa);
+                assert!(
+                    close((k.dot)(&a, &b), reference::dot(&a, &b), scale),
+                    "{} dot n={n}",
+                    k.isa
+                );
                 assert!(
                     close((k.l2_squared)(&a, &b), reference::l2_squared(&a, &b), scale),
                     "{} l2 n={n}",
                     k.isa
                 );
-                assert!(close((k.l1)(&a, &b), reference::l1(&a, &b), scale), "{} l1 n={n}", k.isa);
+                assert!(
+                    close((k.l1)(&a, &b), reference::l1(&a, &b), scale),
+                    "{} l1 n={n}",
+                    k.isa
+                );
                 let (ab, aa, bb) = (k.dot_norms)(&a, &b);
-                assert!(close(ab, reference::dot(&a, &b), scale), "{} dot_norms.ab n={n}", k.isa);
-                assert!(close(aa, reference::dot(&a, &a), scale), "{} dot_norms.aa n={n}", k.isa);
-                assert!(close(bb, reference::dot(&b, &b), scale), "{} dot_norms.bb n={n}", k.isa);
+                assert!(
+                    close(ab, reference::dot(&a, &b), scale),
+                    "{} dot_norms.ab n={n}",
+                    k.isa
+                );
+                assert!(
+                    close(aa, reference::dot(&a, &a), scale),
+                    "{} dot_norms.aa n={n}",
+                    k.isa
+                );
+                assert!(
+                    close(bb, reference::dot(&b, &b), scale),
+                    "{} dot_norms.bb n={n}",
+                    k.isa
+                );
             }
         }
     }

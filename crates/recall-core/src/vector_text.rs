@@ -50,7 +50,11 @@ fn float_token_len(s: &[u8]) -> usize {
         i += 1;
     }
     let rest = &s[i..];
-    let lower: Vec<u8> = rest.iter().take(8).map(|c| c.to_ascii_lowercase()).collect();
+    let lower: Vec<u8> = rest
+        .iter()
+        .take(8)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     if lower.starts_with(b"infinity") {
         return i + 8;
     }
@@ -219,11 +223,21 @@ pub fn push_float4(out: &mut String, v: f32) {
 fn shortest_digits(v: f32) -> (String, i32) {
     let bits = v.to_bits();
     let (mant, bexp) = (bits & 0x7f_ffff, (bits >> 23) & 0xff);
-    let (m2, e2) = if bexp == 0 { (mant, -149) } else { (mant | 0x80_0000, bexp as i32 - 150) };
+    let (m2, e2) = if bexp == 0 {
+        (mant, -149)
+    } else {
+        (mant | 0x80_0000, bexp as i32 - 150)
+    };
     // Interval bounds in units of 2^(e2-2); the lower gap halves at a power of two.
     let lower_shift = if mant != 0 || bexp <= 1 { 1 } else { 0 };
-    let lo = Dyadic { m: 4 * m2 as u64 - 1 - lower_shift, e: e2 - 2 };
-    let hi = Dyadic { m: 4 * m2 as u64 + 2, e: e2 - 2 };
+    let lo = Dyadic {
+        m: 4 * m2 as u64 - 1 - lower_shift,
+        e: e2 - 2,
+    };
+    let hi = Dyadic {
+        m: 4 * m2 as u64 + 2,
+        e: e2 - 2,
+    };
 
     // Fast path: reference Ryu (bounds accepted for even mantissas) agrees with PostgreSQL
     // whenever its answer is not exactly on a bound.
@@ -241,7 +255,10 @@ fn shortest_digits(v: f32) -> (String, i32) {
         // At a power of two the interval is lopsided: the nearest candidate can fall outside
         // the short side while its neighbour on the long side is inside.
         let above = nearest.as_f64() <= v as f64;
-        let other = Decimal { d: if above { nearest.d + 1 } else { nearest.d - 1 }, k: nearest.k };
+        let other = Decimal {
+            d: if above { nearest.d + 1 } else { nearest.d - 1 },
+            k: nearest.k,
+        };
         if other.d > 0 && other.strictly_inside(&lo, &hi) {
             return other.digits_and_exp();
         }
@@ -271,7 +288,10 @@ impl Decimal {
             None => (s, 0),
         };
         let frac = m.split_once('.').map_or(0, |(_, f)| f.len() as i32);
-        let d = m.bytes().filter(u8::is_ascii_digit).fold(0u64, |acc, c| acc * 10 + (c - b'0') as u64);
+        let d = m
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .fold(0u64, |acc, c| acc * 10 + (c - b'0') as u64);
         Decimal { d, k: e - frac }
     }
 
@@ -283,7 +303,11 @@ impl Decimal {
         ];
         if self.d < (1 << 53) && self.k.unsigned_abs() <= 22 {
             let p = P10[self.k.unsigned_abs() as usize];
-            if self.k >= 0 { self.d as f64 * p } else { self.d as f64 / p }
+            if self.k >= 0 {
+                self.d as f64 * p
+            } else {
+                self.d as f64 / p
+            }
         } else {
             format!("{}e{}", self.d, self.k).parse().unwrap()
         }
@@ -395,7 +419,9 @@ impl Big {
 
     fn cmp(&self, other: &Big) -> std::cmp::Ordering {
         let (a, b) = (self.trimmed(), other.trimmed());
-        a.len().cmp(&b.len()).then_with(|| a.iter().rev().cmp(b.iter().rev()))
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.iter().rev().cmp(b.iter().rev()))
     }
 }
 
@@ -462,33 +488,53 @@ mod tests {
                 continue;
             }
             let text = f(v);
-            assert_eq!(text.parse::<f32>().unwrap().to_bits(), v.to_bits(), "{text}");
+            assert_eq!(
+                text.parse::<f32>().unwrap().to_bits(),
+                v.to_bits(),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn parses_with_whitespace() {
-        assert_eq!(parse(" [ 1 , 2.5,-3e-1 ] ", 16000).unwrap(), vec![1.0, 2.5, -0.3]);
+        assert_eq!(
+            parse(" [ 1 , 2.5,-3e-1 ] ", 16000).unwrap(),
+            vec![1.0, 2.5, -0.3]
+        );
         assert_eq!(parse("[1.,.5,+2]", 16000).unwrap(), vec![1.0, 0.5, 2.0]);
     }
 
     #[test]
     fn parse_errors() {
         let e = |s| parse(s, 16000).unwrap_err();
-        assert_eq!(e("1,2"), ParseError::Syntax { detail: Some("Vector contents must start with \"[\".") });
+        assert_eq!(
+            e("1,2"),
+            ParseError::Syntax {
+                detail: Some("Vector contents must start with \"[\".")
+            }
+        );
         assert_eq!(e("[]"), ParseError::Empty);
         assert_eq!(e("[ ]"), ParseError::Empty);
         assert_eq!(e("["), ParseError::Syntax { detail: None });
         assert_eq!(e("[1,]"), ParseError::Syntax { detail: None });
         assert_eq!(e("[1 2]"), ParseError::Syntax { detail: None });
         assert_eq!(e("[1,2"), ParseError::Syntax { detail: None });
-        assert_eq!(e("[1,2]x"), ParseError::Syntax { detail: Some("Junk after closing right brace.") });
+        assert_eq!(
+            e("[1,2]x"),
+            ParseError::Syntax {
+                detail: Some("Junk after closing right brace.")
+            }
+        );
         assert_eq!(e("[1,NaN]"), ParseError::NaN);
         assert_eq!(e("[1,inf]"), ParseError::Infinite);
         assert_eq!(e("[-Infinity]"), ParseError::Infinite);
         assert_eq!(e("[1e39]"), ParseError::OutOfRange("1e39".into()));
         assert_eq!(e("[.]"), ParseError::Syntax { detail: None });
-        assert_eq!(parse("[1,2,3]", 2).unwrap_err(), ParseError::TooManyDimensions);
+        assert_eq!(
+            parse("[1,2,3]", 2).unwrap_err(),
+            ParseError::TooManyDimensions
+        );
     }
 
     #[test]

@@ -56,7 +56,14 @@ impl MemGraph {
         cancel: &AtomicBool,
         done: &AtomicUsize,
     ) -> Result<MemGraph, Cancelled> {
-        Self::build_with(vectors, dims, params, cancel, done, super::keep_pruned(params.metric))
+        Self::build_with(
+            vectors,
+            dims,
+            params,
+            cancel,
+            done,
+            super::keep_pruned(params.metric),
+        )
     }
 
     pub fn build_with(
@@ -70,8 +77,13 @@ impl MemGraph {
         let n = if dims == 0 { 0 } else { vectors.len() / dims };
         let mut rng = SplitMix64::new(params.seed);
         let levels: Vec<u8> = (0..n).map(|_| draw_level(&mut rng, params.m)).collect();
-        let links = levels.iter().map(|&l| RwLock::new(vec![Vec::new(); l as usize + 1])).collect();
-        let entry = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).map(|i| i as u32);
+        let links = levels
+            .iter()
+            .map(|&l| RwLock::new(vec![Vec::new(); l as usize + 1]))
+            .collect();
+        let entry = (0..n)
+            .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))
+            .map(|i| i as u32);
         let g = MemGraph {
             dims,
             metric: params.metric,
@@ -110,7 +122,9 @@ impl MemGraph {
     /// incoming edge from the closest reachable node, evicting that node's farthest neighbour
     /// only if the evicted node keeps another incoming edge.
     fn connect_unreachable(&self, cancel: &AtomicBool) -> Result<(), Cancelled> {
-        let Some(entry) = self.entry else { return Ok(()) };
+        let Some(entry) = self.entry else {
+            return Ok(());
+        };
         let n = self.len();
         let mut indegree = vec![0u32; n];
         for i in 0..n {
@@ -133,7 +147,10 @@ impl MemGraph {
             let mut view = self.view(self.vector(u));
             visited.reset();
             visited.insert(u);
-            let start = Scored { dist: self.dist(u, entry), id: entry };
+            let start = Scored {
+                dist: self.dist(u, entry),
+                id: entry,
+            };
             let near = search_layer(&mut view, &[start], 2 * self.m, 0, &mut visited, &mut buf);
             let mmax = max_neighbours(self.m, 0);
             for r in near.iter().filter(|s| reached[s.id as usize]) {
@@ -143,10 +160,16 @@ impl MemGraph {
                     list.push(u);
                 } else {
                     // Evict the farthest neighbour that has another way in.
-                    let mut by_dist: Vec<(f32, usize)> =
-                        list.iter().enumerate().map(|(k, &t)| (self.dist(r.id, t), k)).collect();
+                    let mut by_dist: Vec<(f32, usize)> = list
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &t)| (self.dist(r.id, t), k))
+                        .collect();
                     by_dist.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    let Some(&(_, k)) = by_dist.iter().find(|(_, k)| indegree[list[*k] as usize] >= 2) else {
+                    let Some(&(_, k)) = by_dist
+                        .iter()
+                        .find(|(_, k)| indegree[list[*k] as usize] >= 2)
+                    else {
                         continue;
                     };
                     indegree[list[k] as usize] -= 1;
@@ -209,11 +232,21 @@ impl MemGraph {
         MemView { g: self, q }
     }
 
-    fn insert(&self, q: u32, entry: u32, ef_construction: usize, visited: &mut VisitedList, buf: &mut Vec<u32>) {
+    fn insert(
+        &self,
+        q: u32,
+        entry: u32,
+        ef_construction: usize,
+        visited: &mut VisitedList,
+        buf: &mut Vec<u32>,
+    ) {
         let lq = self.levels[q as usize] as usize;
         let top = self.levels[entry as usize] as usize;
         let mut view = self.view(self.vector(q));
-        let mut cur = Scored { dist: self.dist(q, entry), id: entry };
+        let mut cur = Scored {
+            dist: self.dist(q, entry),
+            id: entry,
+        };
         for l in (lq + 1..=top).rev() {
             cur = greedy(&mut view, cur, l, buf);
         }
@@ -243,7 +276,13 @@ impl MemGraph {
             list.push(q);
             return;
         }
-        let mut cands: Vec<Scored<u32>> = list.iter().map(|&c| Scored { dist: self.dist(n, c), id: c }).collect();
+        let mut cands: Vec<Scored<u32>> = list
+            .iter()
+            .map(|&c| Scored {
+                dist: self.dist(n, c),
+                id: c,
+            })
+            .collect();
         cands.push(Scored { dist, id: q });
         cands.sort();
         let chosen = select_neighbours(&cands, mmax, self.keep_pruned, |a, b| self.dist(a, b));
@@ -284,11 +323,16 @@ pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> 
 
 /// [`search`], also returning the number of distance evaluations it took.
 pub fn search_counted(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> (Vec<Scored<u32>>, usize) {
-    let Some(entry) = g.entry() else { return (Vec::new(), 0) };
+    let Some(entry) = g.entry() else {
+        return (Vec::new(), 0);
+    };
     let mut inner = g.view(q);
     let mut view = Counted::new(&mut inner);
     let mut buf = Vec::new();
-    let mut cur = Scored { dist: view.distance(entry).unwrap(), id: entry };
+    let mut cur = Scored {
+        dist: view.distance(entry).unwrap(),
+        id: entry,
+    };
     for l in (1..=g.level(entry) as usize).rev() {
         cur = greedy(&mut view, cur, l, &mut buf);
     }

@@ -16,7 +16,10 @@ pub fn group_identical(vectors: &[f32], dims: usize) -> Vec<Vec<u32>> {
     for i in 0..n {
         let h = hash_bits(row(i));
         let slot = by_hash.entry(h).or_default();
-        match slot.iter().find(|&&g| bits_equal(row(groups[g as usize][0] as usize), row(i))) {
+        match slot
+            .iter()
+            .find(|&&g| bits_equal(row(groups[g as usize][0] as usize), row(i)))
+        {
             Some(&g) => groups[g as usize].push(i as u32),
             None => {
                 slot.push(groups.len() as u32);
@@ -48,6 +51,9 @@ mod tests {
     #[test]
     fn groups_identical_rows() {
         let v = [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 5.0, 6.0, 3.0, 4.0];
-        assert_eq!(group_identical(&v, 2), vec![vec![0, 2], vec![1, 4], vec![3]]);
+        assert_eq!(
+            group_identical(&v, 2),
+            vec![vec![0, 2], vec![1, 4], vec![3]]
+        );
     }
 }

@@ -81,15 +81,30 @@ mod tests {
     }
 
     fn exact(data: &[f32], dims: usize, q: &[f32], k: usize, metric: Metric) -> Vec<u32> {
-        let mut d: Vec<(f32, u32)> =
-            data.chunks(dims).enumerate().map(|(i, x)| (order_distance(metric, q, x), i as u32)).collect();
+        let mut d: Vec<(f32, u32)> = data
+            .chunks(dims)
+            .enumerate()
+            .map(|(i, x)| (order_distance(metric, q, x), i as u32))
+            .collect();
         d.sort_by(|a, b| a.0.total_cmp(&b.0));
         d.into_iter().take(k).map(|x| x.1).collect()
     }
 
     fn build(data: &[f32], dims: usize, metric: Metric) -> MemGraph {
-        let p = HnswParams { m: 16, ef_construction: 64, metric, seed: 42 };
-        MemGraph::build(data.to_vec(), dims, &p, &AtomicBool::new(false), &AtomicUsize::new(0)).unwrap()
+        let p = HnswParams {
+            m: 16,
+            ef_construction: 64,
+            metric,
+            seed: 42,
+        };
+        MemGraph::build(
+            data.to_vec(),
+            dims,
+            &p,
+            &AtomicBool::new(false),
+            &AtomicUsize::new(0),
+        )
+        .unwrap()
     }
 
     fn recall_at_10(metric: Metric, normalize: bool) -> f64 {
@@ -101,7 +116,10 @@ mod tests {
         let mut hits = 0;
         for q in queries.chunks(dims) {
             let truth: HashSet<u32> = exact(data, dims, q, 10, metric).into_iter().collect();
-            hits += search(&g, q, 10, 64).iter().filter(|s| truth.contains(&s.id)).count();
+            hits += search(&g, q, 10, 64)
+                .iter()
+                .filter(|s| truth.contains(&s.id))
+                .count();
         }
         hits as f64 / 1000.0
     }
@@ -161,7 +179,10 @@ mod tests {
                     }
                 }
             }
-            assert!(seen.iter().all(|&s| s), "unreachable nodes with seed {seed}");
+            assert!(
+                seen.iter().all(|&s| s),
+                "unreachable nodes with seed {seed}"
+            );
         }
     }
 
@@ -170,13 +191,17 @@ mod tests {
         // 500 copies of one vector plus 500 distinct ones. Grouped, the copies are one node, and
         // every distinct vector is found as its own nearest neighbour.
         let dims = 4;
-        let mut rows: Vec<f32> = std::iter::repeat_n([1.0f32, 1.0, 1.0, 1.0], 500).flatten().collect();
+        let mut rows: Vec<f32> = std::iter::repeat_n([1.0f32, 1.0, 1.0, 1.0], 500)
+            .flatten()
+            .collect();
         rows.extend(mixture(500, dims, 5, 4, false));
         let groups = super::dedup::group_identical(&rows, dims);
         assert_eq!(groups.len(), 501);
         assert_eq!(groups[0].len(), 500);
-        let unique: Vec<f32> =
-            groups.iter().flat_map(|g| rows[g[0] as usize * dims..(g[0] as usize + 1) * dims].to_vec()).collect();
+        let unique: Vec<f32> = groups
+            .iter()
+            .flat_map(|g| rows[g[0] as usize * dims..(g[0] as usize + 1) * dims].to_vec())
+            .collect();
         let g = build(&unique, dims, Metric::L2);
         for i in 0..g.len() as u32 {
             let r = search(&g, g.vector(i), 1, 40);
@@ -187,7 +212,12 @@ mod tests {
     #[test]
     fn cancel_stops_the_build() {
         let data = mixture(5000, 8, 10, 5, false);
-        let p = HnswParams { m: 8, ef_construction: 32, metric: Metric::L2, seed: 1 };
+        let p = HnswParams {
+            m: 8,
+            ef_construction: 32,
+            metric: Metric::L2,
+            seed: 1,
+        };
         let r = MemGraph::build(data, 8, &p, &AtomicBool::new(true), &AtomicUsize::new(0));
         assert_eq!(r.err(), Some(super::build::Cancelled));
     }
@@ -196,7 +226,10 @@ mod tests {
         let entry = g.entry().unwrap();
         let mut view = g.view(q);
         let mut visited = HashSet::new();
-        let start = Scored { dist: order_distance(g.metric, q, g.vector(entry)), id: entry };
+        let start = Scored {
+            dist: order_distance(g.metric, q, g.vector(entry)),
+            id: entry,
+        };
         let mut s = ResumableSearch::new(&[start], ef, mode, &mut visited);
         let mut out = Vec::new();
         while let Some(x) = s.next(&mut view, &mut visited, u64::MAX) {
@@ -219,7 +252,10 @@ mod tests {
         let off = resumable_all(&g, q, 40, Continuation::Off);
         assert_eq!(off.len(), 40);
         let plain = search(&g, q, 40, 40);
-        assert_eq!(off.iter().map(|s| s.id).collect::<Vec<_>>(), plain.iter().map(|s| s.id).collect::<Vec<_>>());
+        assert_eq!(
+            off.iter().map(|s| s.id).collect::<Vec<_>>(),
+            plain.iter().map(|s| s.id).collect::<Vec<_>>()
+        );
         // Strict: never out of order.
         let strict = resumable_all(&g, q, 40, Continuation::Strict);
         assert!(strict.windows(2).all(|w| w[0].dist <= w[1].dist));
@@ -235,7 +271,10 @@ mod tests {
         let entry = g.entry().unwrap();
         let mut view = g.view(&q);
         let mut visited = HashSet::new();
-        let start = Scored { dist: order_distance(g.metric, &q, g.vector(entry)), id: entry };
+        let start = Scored {
+            dist: order_distance(g.metric, &q, g.vector(entry)),
+            id: entry,
+        };
         let mut s = ResumableSearch::new(&[start], 20, Continuation::Relaxed, &mut visited);
         let mut n = 0;
         while s.next(&mut view, &mut visited, 300).is_some() {

@@ -35,7 +35,10 @@ fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
             g.prefetch(next);
         }
         if let Some(d) = g.distance(buf[i]) {
-            f(Scored { dist: d, id: buf[i] });
+            f(Scored {
+                dist: d,
+                id: buf[i],
+            });
         }
     }
 }
@@ -49,7 +52,10 @@ pub struct Counted<'a, G> {
 
 impl<'a, G> Counted<'a, G> {
     pub fn new(inner: &'a mut G) -> Self {
-        Counted { inner, evaluations: 0 }
+        Counted {
+            inner,
+            evaluations: 0,
+        }
     }
 }
 
@@ -73,7 +79,9 @@ pub trait Visited<Id> {
     fn insert(&mut self, id: Id) -> bool;
 }
 
-impl<Id: std::hash::Hash + Eq, S: std::hash::BuildHasher> Visited<Id> for std::collections::HashSet<Id, S> {
+impl<Id: std::hash::Hash + Eq, S: std::hash::BuildHasher> Visited<Id>
+    for std::collections::HashSet<Id, S>
+{
     fn insert(&mut self, id: Id) -> bool {
         std::collections::HashSet::insert(self, id)
     }
@@ -106,7 +114,12 @@ impl<Id> Ord for Scored<Id> {
 
 /// Greedy descent through an upper layer: moves to the closest neighbour until no neighbour
 /// is closer. Returns the local minimum.
-pub fn greedy<G: GraphView>(g: &mut G, mut cur: Scored<G::Id>, level: usize, buf: &mut Vec<G::Id>) -> Scored<G::Id> {
+pub fn greedy<G: GraphView>(
+    g: &mut G,
+    mut cur: Scored<G::Id>,
+    level: usize,
+    buf: &mut Vec<G::Id>,
+) -> Scored<G::Id> {
     loop {
         buf.clear();
         g.neighbours(cur.id, level, buf);
@@ -205,7 +218,12 @@ pub struct ResumableSearch<Id> {
 
 impl<Id: Copy + Eq> ResumableSearch<Id> {
     /// Starts from layer-0 entry points (normally the result of the upper-layer descent).
-    pub fn new<V: Visited<Id>>(entry: &[Scored<Id>], ef: usize, mode: Continuation, visited: &mut V) -> Self {
+    pub fn new<V: Visited<Id>>(
+        entry: &[Scored<Id>],
+        ef: usize,
+        mode: Continuation,
+        visited: &mut V,
+    ) -> Self {
         let mut s = ResumableSearch {
             ef: ef.max(1),
             mode,
@@ -232,7 +250,12 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
 
     /// The next node in (batch-wise) distance order, or `None` when the graph is exhausted,
     /// the mode stops after one batch, or `max_evaluated` distance evaluations were spent.
-    pub fn next<G, V>(&mut self, g: &mut G, visited: &mut V, max_evaluated: u64) -> Option<Scored<Id>>
+    pub fn next<G, V>(
+        &mut self,
+        g: &mut G,
+        visited: &mut V,
+        max_evaluated: u64,
+    ) -> Option<Scored<Id>>
     where
         G: GraphView<Id = Id>,
         V: Visited<Id>,
@@ -245,7 +268,9 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
                 self.last_returned = self.last_returned.max(s.dist);
                 return Some(s);
             }
-            if self.batches > 0 && (self.mode == Continuation::Off || self.evaluated >= max_evaluated) {
+            if self.batches > 0
+                && (self.mode == Continuation::Off || self.evaluated >= max_evaluated)
+            {
                 return None;
             }
             if !self.fill_batch(g, visited, max_evaluated) {

@@ -36,44 +36,7 @@ pub const ELEMENT_HEADER: usize = 16;
 pub const NEIGHBOUR_HEADER: usize = 4;
 const PTR: usize = 6;
 
-/// An item's address: (block, offset), the same as a Postgres `ItemPointer`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ItemPtr {
-    pub block: u32,
-    pub offset: u16,
-}
-
-impl ItemPtr {
-    pub const INVALID: ItemPtr = ItemPtr { block: u32::MAX, offset: 0 };
-
-    #[inline]
-    pub fn to_u64(self) -> u64 {
-        ((self.block as u64) << 16) | self.offset as u64
-    }
-
-    #[inline]
-    pub fn from_u64(v: u64) -> Self {
-        ItemPtr { block: (v >> 16) as u32, offset: v as u16 }
-    }
-
-    pub fn is_valid(self) -> bool {
-        self.block != u32::MAX && self.offset != 0
-    }
-
-    #[inline]
-    fn read(b: &[u8]) -> Self {
-        let hi = u16::from_ne_bytes([b[0], b[1]]) as u32;
-        let lo = u16::from_ne_bytes([b[2], b[3]]) as u32;
-        ItemPtr { block: (hi << 16) | lo, offset: u16::from_ne_bytes([b[4], b[5]]) }
-    }
-
-    #[inline]
-    fn write(self, b: &mut [u8]) {
-        b[0..2].copy_from_slice(&((self.block >> 16) as u16).to_ne_bytes());
-        b[2..4].copy_from_slice(&(self.block as u16).to_ne_bytes());
-        b[4..6].copy_from_slice(&self.offset.to_ne_bytes());
-    }
-}
+pub use crate::item::{f32_slice, ItemPtr};
 
 #[inline]
 fn align4(n: usize) -> usize {
@@ -97,11 +60,20 @@ pub fn element_size(dims: usize, tid_cap: usize) -> usize {
 
 /// Size of a neighbour tuple for a node at `level`.
 pub fn neighbours_size(m: usize, level: usize) -> usize {
-    NEIGHBOUR_HEADER + (0..=level).map(|l| 2 + PTR * max_neighbours(m, l)).sum::<usize>()
+    NEIGHBOUR_HEADER
+        + (0..=level)
+            .map(|l| 2 + PTR * max_neighbours(m, l))
+            .sum::<usize>()
 }
 
 /// Encodes an element tuple.
-pub fn encode_element(level: u8, tids: &[ItemPtr], tid_cap: usize, neighbours: ItemPtr, vector: &[f32]) -> Vec<u8> {
+pub fn encode_element(
+    level: u8,
+    tids: &[ItemPtr],
+    tid_cap: usize,
+    neighbours: ItemPtr,
+    vector: &[f32],
+) -> Vec<u8> {
     debug_assert!(tids.len() <= tid_cap);
     let mut b = vec![0u8; element_size(vector.len(), tid_cap)];
     b[0] = KIND_ELEMENT;
@@ -194,13 +166,7 @@ impl<'a> Element<'a> {
     /// The vector, borrowed when the bytes are 4-byte aligned (always, inside a page).
     pub fn vector(&self, dims: usize) -> std::borrow::Cow<'a, [f32]> {
         let off = self.vector_offset();
-        let bytes = &self.b[off..off + 4 * dims];
-        if (bytes.as_ptr() as usize) % 4 == 0 {
-            // SAFETY: aligned, in bounds, and every bit pattern is a valid f32.
-            std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, dims) })
-        } else {
-            std::borrow::Cow::Owned(bytes.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
-        }
+        f32_slice(&self.b[off..off + 4 * dims])
     }
 }
 
@@ -264,7 +230,10 @@ pub struct Neighbours<'a> {
 
 impl<'a> Neighbours<'a> {
     pub fn parse(b: &'a [u8], m: usize) -> Option<Self> {
-        if b.len() < NEIGHBOUR_HEADER || b[0] != KIND_NEIGHBOURS || b.len() < neighbours_size(m, b[1] as usize) {
+        if b.len() < NEIGHBOUR_HEADER
+            || b[0] != KIND_NEIGHBOURS
+            || b.len() < neighbours_size(m, b[1] as usize)
+        {
             return None;
         }
         Some(Neighbours { b, m })
@@ -275,14 +244,20 @@ impl<'a> Neighbours<'a> {
     }
 
     fn level_offset(&self, level: usize) -> usize {
-        NEIGHBOUR_HEADER + (0..level).map(|l| 2 + PTR * max_neighbours(self.m, l)).sum::<usize>()
+        NEIGHBOUR_HEADER
+            + (0..level)
+                .map(|l| 2 + PTR * max_neighbours(self.m, l))
+                .sum::<usize>()
     }
 
     /// Neighbours at `level` (empty above the node's level).
     pub fn at(&self, level: usize) -> impl Iterator<Item = ItemPtr> + 'a {
         let (at, count) = if level <= self.level() {
             let at = self.level_offset(level);
-            (at, (u16_at(self.b, at) as usize).min(max_neighbours(self.m, level)))
+            (
+                at,
+                (u16_at(self.b, at) as usize).min(max_neighbours(self.m, level)),
+            )
         } else {
             (0, 0)
         };
@@ -293,7 +268,9 @@ impl<'a> Neighbours<'a> {
 
 /// Overwrites the list at `level` of the neighbour tuple in `b` (on a page locked for writing).
 pub fn set_neighbours(b: &mut [u8], m: usize, level: usize, list: &[ItemPtr]) -> bool {
-    let Some(n) = Neighbours::parse(b, m) else { return false };
+    let Some(n) = Neighbours::parse(b, m) else {
+        return false;
+    };
     if level > n.level() || list.len() > max_neighbours(m, level) {
         return false;
     }
@@ -311,8 +288,20 @@ mod tests {
 
     #[test]
     fn element_round_trip() {
-        let tids = [ItemPtr { block: 70000, offset: 3 }, ItemPtr { block: 1, offset: 9 }];
-        let nb = ItemPtr { block: 5, offset: 2 };
+        let tids = [
+            ItemPtr {
+                block: 70000,
+                offset: 3,
+            },
+            ItemPtr {
+                block: 1,
+                offset: 9,
+            },
+        ];
+        let nb = ItemPtr {
+            block: 5,
+            offset: 2,
+        };
         let v = [1.5f32, -2.0, 3.25];
         let b = encode_element(2, &tids, 3, nb, &v);
         assert_eq!(b.len(), element_size(3, 3));
@@ -321,13 +310,25 @@ mod tests {
         assert_eq!(e.tids().collect::<Vec<_>>(), tids);
         assert_eq!(e.neighbours_ptr(), nb);
         assert_eq!(&*e.vector(3), &v);
-        assert!(Element::parse(&b, 400).is_none(), "wrong dims must not parse");
+        assert!(
+            Element::parse(&b, 400).is_none(),
+            "wrong dims must not parse"
+        );
         assert!(Element::parse(&b[..10], 3).is_none());
 
         let mut b2 = b.clone();
         let mut em = ElementMut::new(&mut b2, 3).unwrap();
-        assert!(em.push_tid(ItemPtr { block: 8, offset: 8 }));
-        assert!(!em.push_tid(ItemPtr { block: 9, offset: 9 }), "full");
+        assert!(em.push_tid(ItemPtr {
+            block: 8,
+            offset: 8
+        }));
+        assert!(
+            !em.push_tid(ItemPtr {
+                block: 9,
+                offset: 9
+            }),
+            "full"
+        );
         assert_eq!(em.retain_tids(|t| t.block == 1), 2);
         assert!(!em.view().is_deleted());
         assert_eq!(em.retain_tids(|_| false), 1);
@@ -338,8 +339,16 @@ mod tests {
     fn neighbours_round_trip() {
         let m = 4;
         let lists = vec![
-            (1..=8).map(|i| ItemPtr { block: i, offset: 1 }).collect::<Vec<_>>(),
-            vec![ItemPtr { block: 99, offset: 4 }],
+            (1..=8)
+                .map(|i| ItemPtr {
+                    block: i,
+                    offset: 1,
+                })
+                .collect::<Vec<_>>(),
+            vec![ItemPtr {
+                block: 99,
+                offset: 4,
+            }],
         ];
         let mut b = encode_neighbours(m, &lists);
         assert_eq!(b.len(), neighbours_size(m, 1));
@@ -347,8 +356,25 @@ mod tests {
         assert_eq!(n.at(0).collect::<Vec<_>>(), lists[0]);
         assert_eq!(n.at(1).collect::<Vec<_>>(), lists[1]);
         assert_eq!(n.at(2).count(), 0);
-        assert!(set_neighbours(&mut b, m, 1, &[ItemPtr { block: 1, offset: 2 }, ItemPtr { block: 3, offset: 4 }]));
-        assert!(!set_neighbours(&mut b, m, 1, &vec![ItemPtr::default(); 5]), "over capacity");
+        assert!(set_neighbours(
+            &mut b,
+            m,
+            1,
+            &[
+                ItemPtr {
+                    block: 1,
+                    offset: 2
+                },
+                ItemPtr {
+                    block: 3,
+                    offset: 4
+                }
+            ]
+        ));
+        assert!(
+            !set_neighbours(&mut b, m, 1, &vec![ItemPtr::default(); 5]),
+            "over capacity"
+        );
         let n = Neighbours::parse(&b, m).unwrap();
         assert_eq!(n.at(1).count(), 2);
         assert_eq!(n.at(0).count(), 8);
@@ -356,7 +382,10 @@ mod tests {
 
     #[test]
     fn item_ptr_packing() {
-        let p = ItemPtr { block: 0x12345678, offset: 0xabcd };
+        let p = ItemPtr {
+            block: 0x12345678,
+            offset: 0xabcd,
+        };
         assert_eq!(ItemPtr::from_u64(p.to_u64()), p);
     }
 }

@@ -10,7 +10,10 @@ pub struct VisitedList {
 
 impl VisitedList {
     pub fn new(n: usize) -> Self {
-        VisitedList { marks: vec![0; n], generation: 1 }
+        VisitedList {
+            marks: vec![0; n],
+            generation: 1,
+        }
     }
 
     pub fn reset(&mut self) {

@@ -1,0 +1,500 @@
+//! `CREATE INDEX ... USING ivfflat`: two passes over the heap. The first counts the rows and
+//! keeps a uniform sample; k-means runs on the sample on rayon threads; the second pass hands
+//! rows to the workers in batches for assignment, and the backend appends each row to its
+//! list's page image, writing a page out whenever one fills. The whole relation is WAL-logged
+//! once at the end with `log_newpage_range`.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use recall_core::distance::Metric;
+use recall_core::hnsw::tuple::ItemPtr;
+use recall_core::ivf::kmeans::{kmeans, normalize, KMeansParams};
+use recall_core::ivf::{default_probes, sample_rows, self_sized_lists, tuple};
+use recall_core::nearest::{nearest_two, squared_norms};
+use recall_core::rng::SplitMix64;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::centroids::per_page;
+use super::meta::IvfMeta;
+use super::{index_dims, options, PAGE_CENTROIDS, PAGE_LIST};
+use crate::opclass::{opclass_metric, prepare};
+use crate::parallel::{self, Pool};
+use crate::storage::page::{self, PageImage};
+use crate::storage::{metapage, LockedBuffer};
+use crate::vector::Vector;
+
+// pg_stat_progress_create_index: pgvector's ivfflat phases.
+const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
+const PROGRESS_CREATE_IDX_TUPLES_TOTAL: i32 = 11;
+const PROGRESS_CREATE_IDX_TUPLES_DONE: i32 = 12;
+const PHASE_KMEANS: i64 = 2;
+const PHASE_ASSIGN: i64 = 3;
+const PHASE_LOAD: i64 = 4;
+
+/// Lloyd iterations after k-means++ seeding. Measured on fashion-mnist (600 lists): recall@10
+/// at 8 probes 0.950 after seeding alone, 0.972 after 3 iterations, 0.976 after 6, 0.979
+/// after 10 — each iteration costs about as much as assigning the sample once.
+const KMEANS_ITERATIONS: usize = 5;
+/// Rows handed to the workers per assignment batch (bounded in bytes too).
+const BATCH_ROWS: usize = 8192;
+const BATCH_BYTES: usize = 16 << 20;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_KMEANS => c"performing k-means",
+        PHASE_ASSIGN => c"assigning tuples",
+        PHASE_LOAD => c"loading tuples",
+        _ => return std::ptr::null_mut(),
+    };
+    name.as_ptr() as *mut _
+}
+
+fn progress(param: i32, value: i64) {
+    unsafe { pg_sys::pgstat_progress_update_param(param, value) }
+}
+
+/// First pass: row count and a reservoir sample.
+struct Sampler {
+    dims: usize,
+    metric: Metric,
+    capacity: usize,
+    rows: usize,
+    sample: Vec<f32>,
+    rng: SplitMix64,
+    tmp_cxt: pg_sys::MemoryContext,
+}
+
+/// Second pass: rows waiting for assignment, and the list pages being filled.
+struct Loader {
+    index: pg_sys::Relation,
+    dims: usize,
+    metric: Metric,
+    pool: Pool,
+    centroids: Vec<f32>,
+    c_norms: Vec<f32>,
+    batch: Vec<f32>,
+    batch_tids: Vec<ItemPtr>,
+    open: Vec<Option<PageImage>>,
+    open_count: usize,
+    max_open: usize,
+    heads: Vec<u32>,
+    counts: Vec<u32>,
+    rows: u64,
+    heap_tuples: f64,
+    tmp_cxt: pg_sys::MemoryContext,
+}
+
+unsafe fn temp_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryContext {
+    pg_sys::AllocSetContextCreateExtended(
+        pg_sys::CurrentMemoryContext,
+        name.as_ptr(),
+        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+    )
+}
+
+/// Rows the planner expects in `heap`, for sizing the sample before counting.
+unsafe fn estimated_rows(heap: pg_sys::Relation) -> usize {
+    let mut pages: pg_sys::BlockNumber = 0;
+    let mut tuples: f64 = 0.0;
+    let mut allvisfrac: f64 = 0.0;
+    pg_sys::estimate_rel_size(
+        heap,
+        std::ptr::null_mut(),
+        &mut pages,
+        &mut tuples,
+        &mut allvisfrac,
+    );
+    tuples.max(0.0) as usize
+}
+
+unsafe fn build_scan(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    cb: pg_sys::IndexBuildCallback,
+    state: *mut std::ffi::c_void,
+) {
+    pg_sys::table_index_build_scan(
+        heap,
+        index,
+        info,
+        true,
+        true,
+        cb,
+        state,
+        std::ptr::null_mut(),
+    );
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    let dims = index_dims(index);
+    let metric = opclass_metric(index);
+    let requested = options::requested_lists(index);
+    let budget = pg_sys::maintenance_work_mem as usize * 1024;
+    let row_bytes = 4 * dims;
+
+    // The sample is sized from the planner's row estimate; the list count from the exact
+    // count. A sample that does not fit maintenance_work_mem shrinks, down to 10 rows per
+    // list; below that the build stops with pgvector's message.
+    let est_lists = requested.unwrap_or_else(|| self_sized_lists(estimated_rows(heap)));
+    let centroid_bytes = 3 * est_lists * row_bytes;
+    let wanted = sample_rows(est_lists);
+    let fits = budget.saturating_sub(centroid_bytes) / row_bytes.max(1);
+    if fits < wanted {
+        let minimum = 10 * est_lists;
+        if fits < minimum {
+            let need = (minimum * row_bytes + centroid_bytes) as f64 / (1024.0 * 1024.0);
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "memory required is {} MB, maintenance_work_mem is {} MB",
+                    need.ceil() as i64,
+                    pg_sys::maintenance_work_mem / 1024
+                )
+            );
+        }
+        ereport!(
+            NOTICE,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!("ivfflat k-means sample reduced from {wanted} to {fits} rows to fit maintenance_work_mem"),
+            "Increase maintenance_work_mem for better clustering."
+        );
+    }
+    let mut sampler = Sampler {
+        dims,
+        metric,
+        capacity: wanted.min(fits).max(1),
+        rows: 0,
+        sample: Vec::new(),
+        rng: SplitMix64::new(0x1F5EED),
+        tmp_cxt: temp_context(c"ivfflat build sample context"),
+    };
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_KMEANS);
+    build_scan(
+        heap,
+        index,
+        info,
+        Some(sample_callback),
+        &mut sampler as *mut Sampler as *mut _,
+    );
+    pg_sys::MemoryContextDelete(sampler.tmp_cxt);
+
+    let rows = sampler.rows;
+    let lists_requested = requested.unwrap_or_else(|| self_sized_lists(rows));
+    if rows < lists_requested {
+        ereport!(
+            NOTICE,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            "ivfflat index created with little data",
+            "This will cause low recall."
+        );
+    }
+    let spherical = metric != Metric::L2;
+    let sample_count = sampler.sample.len() / dims;
+    let params = KMeansParams {
+        k: lists_requested,
+        max_iterations: KMEANS_ITERATIONS,
+        spherical,
+        seed: 0x5EED,
+    };
+    progress(
+        PROGRESS_CREATE_IDX_TUPLES_TOTAL,
+        (KMEANS_ITERATIONS + 1) as i64,
+    );
+    let done = AtomicUsize::new(0);
+    let pool = Pool::new(parallel::maintenance_threads());
+    let sample = std::mem::take(&mut sampler.sample);
+    let clustered = pool.run(
+        |cancel| kmeans(&sample, dims, &params, cancel, &done),
+        || {
+            progress(
+                PROGRESS_CREATE_IDX_TUPLES_DONE,
+                done.load(Ordering::Relaxed) as i64,
+            )
+        },
+    );
+    drop(sample);
+    let Ok(clustered) = clustered else {
+        error!("canceling statement due to user request")
+    };
+    let mut centroids = clustered.data;
+    if centroids.is_empty() {
+        // No rows (or only zero vectors under a spherical metric): one list takes every
+        // future row until a REINDEX clusters them.
+        centroids = vec![0.0; dims];
+        if spherical {
+            centroids[0] = 1.0;
+        }
+    }
+    let lists = centroids.len() / dims;
+
+    // Blocks: 0 metapage, then the centroid pages (filled last), then list pages.
+    let per = per_page(dims);
+    let centroid_pages = lists.div_ceil(per);
+    {
+        let buf = LockedBuffer::extend(index, false);
+        assert_eq!(
+            buf.block(),
+            metapage::META_BLOCK,
+            "ivfflat build must start on an empty relation"
+        );
+    }
+    for _ in 0..centroid_pages {
+        drop(LockedBuffer::extend(index, false));
+    }
+
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_ASSIGN);
+    progress(PROGRESS_CREATE_IDX_TUPLES_TOTAL, rows as i64);
+    progress(PROGRESS_CREATE_IDX_TUPLES_DONE, 0);
+    let c_norms = squared_norms(&centroids, dims);
+    // Partly filled list pages stay in memory: at most half of maintenance_work_mem of them.
+    let max_open = (budget / 2 / page::BLCKSZ).max(16);
+    let mut loader = Loader {
+        index,
+        dims,
+        metric,
+        pool,
+        centroids,
+        c_norms,
+        batch: Vec::new(),
+        batch_tids: Vec::new(),
+        open: (0..lists).map(|_| None).collect(),
+        open_count: 0,
+        max_open,
+        heads: vec![tuple::NO_PAGE; lists],
+        counts: vec![0; lists],
+        rows: 0,
+        heap_tuples: 0.0,
+        tmp_cxt: temp_context(c"ivfflat build load context"),
+    };
+    build_scan(
+        heap,
+        index,
+        info,
+        Some(load_callback),
+        &mut loader as *mut Loader as *mut _,
+    );
+    pg_sys::MemoryContextDelete(loader.tmp_cxt);
+    loader.assign_batch();
+    progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_LOAD);
+    for j in 0..lists {
+        loader.flush(j);
+    }
+
+    let mut meta = IvfMeta::new(dims, metric);
+    meta.self_sized = u8::from(requested.is_none());
+    meta.lists = lists as u32;
+    meta.lists_requested = lists_requested as u32;
+    meta.default_probes = default_probes(lists) as u32;
+    meta.centroid_start = 1;
+    meta.centroid_pages = centroid_pages as u32;
+    meta.build_rows = loader.rows;
+    meta.sample_rows = sample_count as u32;
+    meta.kmeans_iterations = clustered.iterations as u32;
+    {
+        let buf = LockedBuffer::read(
+            index,
+            metapage::META_BLOCK,
+            crate::storage::buffer::Lock::Exclusive,
+        );
+        metapage::init_page(buf.page(), &meta);
+        buf.mark_dirty();
+    }
+    for (pi, chunk) in loader.centroids.chunks(per * dims).enumerate() {
+        let buf = LockedBuffer::read(
+            index,
+            1 + pi as u32,
+            crate::storage::buffer::Lock::Exclusive,
+        );
+        page::init(buf.page(), PAGE_CENTROIDS);
+        for (t, c) in chunk.chunks_exact(dims).enumerate() {
+            let j = pi * per + t;
+            page::add_item(
+                buf.page(),
+                &tuple::encode_centroid(loader.heads[j], loader.counts[j], c),
+            )
+            .expect("centroid entries were sized to fit");
+        }
+        buf.mark_dirty();
+    }
+    let nblocks = crate::hnsw::graph::nblocks(index);
+    if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
+    }
+    let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+        as *mut pg_sys::IndexBuildResult;
+    (*result).heap_tuples = loader.heap_tuples;
+    (*result).index_tuples = loader.rows as f64;
+    result
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn sample_callback(
+    _index: pg_sys::Relation,
+    _tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    let s = &mut *(state as *mut Sampler);
+    if *isnull {
+        return;
+    }
+    let old = pg_sys::MemoryContextSwitchTo(s.tmp_cxt);
+    let v = Vector::from_datum_unchecked(*values);
+    crate::vector::errors::check_expected_dim(s.dims as i32, v.dim());
+    if let Some(v) = prepare(s.metric, v.as_slice()) {
+        s.rows += 1;
+        // Reservoir sampling (Algorithm R).
+        if s.sample.len() / s.dims < s.capacity {
+            s.sample.extend_from_slice(&v);
+        } else {
+            let r = s.rng.below(s.rows as u64) as usize;
+            if r < s.capacity {
+                s.sample[r * s.dims..(r + 1) * s.dims].copy_from_slice(&v);
+            }
+        }
+    }
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextReset(s.tmp_cxt);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn load_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    let l = &mut *(state as *mut Loader);
+    l.heap_tuples += 1.0;
+    if *isnull {
+        return;
+    }
+    let old = pg_sys::MemoryContextSwitchTo(l.tmp_cxt);
+    let v = Vector::from_datum_unchecked(*values);
+    if let Some(v) = prepare(l.metric, v.as_slice()) {
+        l.batch.extend_from_slice(&v);
+        l.batch_tids.push(page::from_item_pointer(&*tid));
+    }
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextReset(l.tmp_cxt);
+    if l.batch_tids.len() >= BATCH_ROWS || l.batch.len() * 4 >= BATCH_BYTES {
+        l.assign_batch();
+    }
+}
+
+impl Loader {
+    /// Assigns the waiting rows on the workers, then appends them to their lists.
+    unsafe fn assign_batch(&mut self) {
+        if self.batch_tids.is_empty() {
+            return;
+        }
+        let dims = self.dims;
+        // Inner-product lists are formed by direction, like the spherical k-means that made
+        // the centroids: rank by x·c with unit centroids (the squared-norm term of x is the
+        // same for every centroid, so the Euclidean ranking of `nearest_two` is that order).
+        let (batch, centroids, c_norms) = (&self.batch, &self.centroids, &self.c_norms);
+        let near = self
+            .pool
+            .run(|_| nearest_two(batch, centroids, c_norms, dims), || {});
+        let batch = std::mem::take(&mut self.batch);
+        let tids = std::mem::take(&mut self.batch_tids);
+        for ((v, tid), e) in batch.chunks_exact(dims).zip(tids).zip(near) {
+            self.append(e.first as usize, tid, v);
+        }
+        progress(PROGRESS_CREATE_IDX_TUPLES_DONE, self.rows as i64);
+        self.batch = batch;
+        self.batch.clear();
+    }
+
+    unsafe fn append(&mut self, j: usize, tid: ItemPtr, v: &[f32]) {
+        let entry = tuple::encode_entry(tid, v);
+        loop {
+            if self.open[j].is_none() {
+                if self.open_count >= self.max_open {
+                    // Too many partly filled pages held: write them all out.
+                    pgrx::check_for_interrupts!();
+                    for k in 0..self.open.len() {
+                        self.flush(k);
+                    }
+                }
+                let mut img = PageImage::new(PAGE_LIST);
+                page::set_link(img.page(), self.heads[j]);
+                self.open[j] = Some(img);
+                self.open_count += 1;
+            }
+            let img = self.open[j].as_mut().unwrap();
+            if page::add_item(img.page(), &entry).is_some() {
+                break;
+            }
+            self.flush(j);
+        }
+        self.counts[j] += 1;
+        self.rows += 1;
+    }
+
+    /// Writes list `j`'s open page at the end of the relation; it becomes the list's newest.
+    unsafe fn flush(&mut self, j: usize) {
+        let Some(img) = self.open[j].take() else {
+            return;
+        };
+        self.open_count -= 1;
+        let buf = LockedBuffer::extend(self.index, false);
+        img.copy_to(buf.page());
+        buf.mark_dirty();
+        self.heads[j] = buf.block();
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    // An unlogged index's init fork: a metapage and one list with a placeholder centroid,
+    // which takes every row until a REINDEX clusters them.
+    let dims = index_dims(index);
+    let metric = opclass_metric(index);
+    let mut meta = IvfMeta::new(dims, metric);
+    meta.lists = 1;
+    meta.lists_requested = 1;
+    meta.centroid_pages = 1;
+    let mut c = vec![0.0f32; dims];
+    if metric != Metric::L2 {
+        c[0] = 1.0;
+        normalize(&mut c);
+    }
+    for (blk, write) in [
+        (
+            0u32,
+            &(|p: pg_sys::Page| metapage::init_page(p, &meta)) as &dyn Fn(pg_sys::Page),
+        ),
+        (1u32, &|p: pg_sys::Page| {
+            page::init(p, PAGE_CENTROIDS);
+            page::add_item(p, &tuple::encode_centroid(tuple::NO_PAGE, 0, &c));
+        }),
+    ] {
+        let buf = crate::storage::buffer::pin(
+            index,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+            pg_sys::InvalidBlockNumber,
+        );
+        assert_eq!(pg_sys::BufferGetBlockNumber(buf), blk);
+        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        write(pg_sys::BufferGetPage(buf));
+        pg_sys::MarkBufferDirty(buf);
+        pg_sys::log_newpage_buffer(buf, true);
+        pg_sys::UnlockReleaseBuffer(buf);
+    }
+}

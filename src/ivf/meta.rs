@@ -1,0 +1,79 @@
+//! The ivfflat metapage (block 0): format version, the list count and probe count the build
+//! chose, and where the centroid pages are.
+
+use pgrx::pg_sys;
+use recall_core::distance::Metric;
+
+use crate::opclass::{metric_code, metric_from_code};
+use crate::storage::metapage::{self, Metapage};
+
+pub const MAGIC: u32 = 0x4956_4646; // "IVFF"
+pub const VERSION: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IvfMeta {
+    pub magic: u32,
+    pub version: u32,
+    pub dims: u32,
+    pub metric: u8,
+    /// 1 when `lists` was chosen from the row count.
+    pub self_sized: u8,
+    pub reserved0: u16,
+    /// Lists the index has (centroids k-means produced; fewer than requested when the table
+    /// had fewer distinct rows).
+    pub lists: u32,
+    /// Lists requested (the option, or the self-sizing rule).
+    pub lists_requested: u32,
+    /// Probes used when `ivfflat.probes` is 0.
+    pub default_probes: u32,
+    pub centroid_start: u32,
+    pub centroid_pages: u32,
+    /// Rows indexed by the build, rows k-means saw, and its Lloyd iterations.
+    pub build_rows: u64,
+    pub sample_rows: u32,
+    pub kmeans_iterations: u32,
+    pub reserved: [u32; 8],
+}
+
+impl IvfMeta {
+    pub fn new(dims: usize, metric: Metric) -> Self {
+        IvfMeta {
+            magic: MAGIC,
+            version: VERSION,
+            dims: dims as u32,
+            metric: metric_code(metric),
+            self_sized: 0,
+            reserved0: 0,
+            lists: 0,
+            lists_requested: 0,
+            default_probes: 1,
+            centroid_start: 1,
+            centroid_pages: 0,
+            build_rows: 0,
+            sample_rows: 0,
+            kmeans_iterations: 0,
+            reserved: [0; 8],
+        }
+    }
+
+    pub fn metric(&self) -> Metric {
+        metric_from_code(self.metric).unwrap_or(Metric::L2)
+    }
+}
+
+impl Metapage for IvfMeta {
+    const MAGIC: u32 = MAGIC;
+    const VERSION: u32 = VERSION;
+    const AM: &'static str = "ivfflat";
+    fn magic(&self) -> u32 {
+        self.magic
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+pub unsafe fn read(index: pg_sys::Relation) -> IvfMeta {
+    metapage::read(index)
+}
