@@ -7,7 +7,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use recall_core::ivf::tuple;
 
-use super::centroids::{location, Lists};
+use super::centroids::{self, location};
 use super::{meta, PAGE_LIST};
 use crate::opclass::prepare;
 use crate::storage::buffer::Lock;
@@ -34,14 +34,14 @@ pub unsafe extern "C-unwind" fn aminsert(
     let Some(v) = prepare(meta.metric(), v.as_slice()) else {
         return false;
     };
-    let lists = Lists::read(index, &meta);
-    if lists.is_empty() {
+    let c = centroids::cached(index, &meta);
+    if c.is_empty() {
         error!(
             "ivfflat index \"{}\" has no lists; REINDEX it",
             crate::opclass::relname(index)
         );
     }
-    let j = lists.nearest(meta.metric(), &v);
+    let j = centroids::nearest(&c, meta.dims as usize, meta.metric(), &v);
     let entry = tuple::encode_entry(page::from_item_pointer(&*heap_tid), &v);
     let need = page::item_footprint(entry.len());
 

@@ -33,7 +33,10 @@ pub struct IvfMeta {
     pub build_rows: u64,
     pub sample_rows: u32,
     pub kmeans_iterations: u32,
-    pub reserved: [u32; 8],
+    /// Random per build: backends cache the centroids (immutable after the build) under
+    /// (index oid, build_id), so a REINDEX is never served stale centroids.
+    pub build_id: u64,
+    pub reserved: [u32; 6],
 }
 
 impl IvfMeta {
@@ -53,7 +56,8 @@ impl IvfMeta {
             build_rows: 0,
             sample_rows: 0,
             kmeans_iterations: 0,
-            reserved: [0; 8],
+            build_id: unsafe { pg_sys::pg_prng_uint64(&raw mut pg_sys::pg_global_prng_state) },
+            reserved: [0; 6],
         }
     }
 

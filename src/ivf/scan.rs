@@ -13,8 +13,8 @@ use recall_core::distance::{order_distance, Metric};
 use recall_core::hnsw::tuple::ItemPtr;
 use recall_core::ivf::tuple::{self, Entry};
 
-use super::centroids::Lists;
-use super::meta;
+use super::centroids;
+use super::meta::{self, IvfMeta};
 use super::options::{self, IterativeScan};
 use super::PAGE_LIST;
 use crate::opclass::prepare;
@@ -27,9 +27,9 @@ struct ScanState {
     metric: Metric,
     dims: usize,
     query: Vec<f32>,
-    /// Lists closest first, and each list's newest page.
+    meta: Option<IvfMeta>,
+    /// Lists closest first.
     order: Vec<u32>,
-    heads: Vec<u32>,
     next_list: usize,
     probes: usize,
     /// Lists this scan may scan in all.
@@ -45,8 +45,8 @@ impl ScanState {
             metric: Metric::L2,
             dims: 0,
             query: Vec::new(),
+            meta: None,
             order: Vec::new(),
-            heads: Vec::new(),
             next_list: 0,
             probes: 1,
             limit: 0,
@@ -103,13 +103,9 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, s: &mut ScanState) {
         crate::vector::errors::check_same_dims(s.dims, v.dim());
         prepare(s.metric, v.as_slice()).unwrap_or_else(|| vec![0.0; s.dims])
     };
-    let lists = Lists::read(index, &meta);
-    s.order = lists
-        .ranked(s.metric, &s.query)
-        .into_iter()
-        .map(|(_, j)| j)
-        .collect();
-    s.heads = lists.heads;
+    let c = centroids::cached(index, &meta);
+    s.order = centroids::ranked(&c, s.dims, s.metric, &s.query).into_iter().map(|(_, j)| j).collect();
+    s.meta = Some(meta);
     let probes = match options::PROBES.get() {
         0 => meta.default_probes as usize,
         p => p as usize,
@@ -131,8 +127,9 @@ unsafe fn next_batch(index: pg_sys::Relation, s: &mut ScanState) -> bool {
     if s.next_list >= end {
         return false;
     }
+    let meta = s.meta.expect("scan started");
     for &j in &s.order[s.next_list..end] {
-        let mut blk = s.heads[j as usize];
+        let mut blk = centroids::head(index, &meta, j as usize);
         while blk != tuple::NO_PAGE {
             pgrx::check_for_interrupts!();
             let buf = LockedBuffer::read(index, blk, Lock::Share);
