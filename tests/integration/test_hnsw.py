@@ -1,7 +1,10 @@
 """hnsw end to end: recall on real data, recall and size through delete/vacuum/reinsert,
 cancelling a build. (Replication and crash safety: test_durability.py.)"""
 
+import time
+
 import numpy as np
+import psycopg
 import pytest
 
 from runner import datasets, db, truth
