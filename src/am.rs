@@ -34,3 +34,44 @@ pub fn handler_result(routine: pg_sys::IndexAmRoutine) -> pgrx::Internal {
         pgrx::Internal::from(Some(pg_sys::Datum::from(r)))
     }
 }
+
+/// `ambulkdelete`'s statistics: the caller's, or fresh ones on the first call.
+pub unsafe fn bulk_delete_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+    if stats.is_null() {
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _
+    } else {
+        stats
+    }
+}
+
+/// `amrescan`'s part both scans share: take the new scan keys and ORDER BY keys.
+pub unsafe fn copy_scan_keys(
+    scan: pg_sys::IndexScanDesc,
+    keys: pg_sys::ScanKey,
+    nkeys: std::ffi::c_int,
+    orderbys: pg_sys::ScanKey,
+    norderbys: std::ffi::c_int,
+) {
+    if !keys.is_null() && nkeys > 0 {
+        std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
+    }
+    if !orderbys.is_null() && norderbys > 0 {
+        std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+    }
+}
+
+/// One `pg_stat_progress_create_index` column.
+pub fn progress(param: i32, value: i64) {
+    unsafe { pg_sys::pgstat_progress_update_param(param, value) }
+}
+
+/// A memory context for per-row garbage during a build, reset after each row.
+pub unsafe fn temp_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryContext {
+    pg_sys::AllocSetContextCreateExtended(
+        pg_sys::CurrentMemoryContext,
+        name.as_ptr(),
+        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+    )
+}

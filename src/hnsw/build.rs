@@ -42,9 +42,7 @@ pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c
     name.as_ptr() as *mut _
 }
 
-fn progress(param: i32, value: i64) {
-    unsafe { pg_sys::pgstat_progress_update_param(param, value) }
-}
+use crate::am::progress;
 
 struct BuildState {
     index: pg_sys::Relation,
@@ -91,13 +89,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         on_disk: false,
         heap_tuples: 0.0,
         index_tuples: 0.0,
-        tmp_cxt: pg_sys::AllocSetContextCreateExtended(
-            pg_sys::CurrentMemoryContext,
-            c"hnsw build temporary context".as_ptr(),
-            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-        ),
+        tmp_cxt: crate::am::temp_context(c"hnsw build temporary context"),
     };
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_LOAD);
     pg_sys::table_index_build_scan(

@@ -67,12 +67,7 @@ pub unsafe extern "C-unwind" fn amrescan(
     orderbys: pg_sys::ScanKey,
     norderbys: std::ffi::c_int,
 ) {
-    if !keys.is_null() && nkeys > 0 {
-        std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
-    }
-    if !orderbys.is_null() && norderbys > 0 {
-        std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
-    }
+    crate::am::copy_scan_keys(scan, keys, nkeys, orderbys, norderbys);
     let state = &mut *((*scan).opaque as *mut ScanState);
     *state = ScanState::empty();
 }

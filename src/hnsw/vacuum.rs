@@ -16,15 +16,7 @@ use super::PAGE_ELEMENTS;
 use crate::storage::buffer::Lock;
 use crate::storage::{page, LockedBuffer, WalGuard};
 
-unsafe fn stats_or_new(
-    stats: *mut pg_sys::IndexBulkDeleteResult,
-) -> *mut pg_sys::IndexBulkDeleteResult {
-    if stats.is_null() {
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _
-    } else {
-        stats
-    }
-}
+use crate::am::bulk_delete_stats as stats_or_new;
 
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn ambulkdelete(

@@ -51,9 +51,7 @@ pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c
     name.as_ptr() as *mut _
 }
 
-fn progress(param: i32, value: i64) {
-    unsafe { pg_sys::pgstat_progress_update_param(param, value) }
-}
+use crate::am::progress;
 
 /// First pass: row count and a reservoir sample.
 struct Sampler {
@@ -86,15 +84,7 @@ struct Loader {
     tmp_cxt: pg_sys::MemoryContext,
 }
 
-unsafe fn temp_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryContext {
-    pg_sys::AllocSetContextCreateExtended(
-        pg_sys::CurrentMemoryContext,
-        name.as_ptr(),
-        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-    )
-}
+use crate::am::temp_context;
 
 /// Rows the planner expects in `heap`, for sizing the sample before counting.
 unsafe fn estimated_rows(heap: pg_sys::Relation) -> usize {

@@ -10,15 +10,7 @@ use super::{meta, PAGE_LIST};
 use crate::storage::buffer::Lock;
 use crate::storage::{page, LockedBuffer, WalGuard};
 
-unsafe fn stats_or_new(
-    stats: *mut pg_sys::IndexBulkDeleteResult,
-) -> *mut pg_sys::IndexBulkDeleteResult {
-    if stats.is_null() {
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _
-    } else {
-        stats
-    }
-}
+use crate::am::bulk_delete_stats as stats_or_new;
 
 /// Calls `f` on every list page, exclusively locked, list by list.
 unsafe fn for_each_list_page(index: pg_sys::Relation, mut f: impl FnMut(&LockedBuffer)) {
