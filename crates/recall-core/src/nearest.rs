@@ -4,8 +4,9 @@
 //! One point against one centroid is bound by loads (two vectors in, one FMA per pair of
 //! loads). A tile of 4 points × 3 centroids reuses every load three or four times and keeps
 //! 12 independent accumulators in flight, which makes the work bound by FMA throughput
-//! instead: measured about 3× the throughput of calling the pairwise kernel (see
-//! `benches/distance.rs`). Points and centroids are walked in blocks that stay in L2.
+//! instead. Measured (`examples/ivf_fashion.rs`, 60k × 600 × 784): about 52 GFLOP/s per core,
+//! twice the pairwise kernel's 26 (criterion, 768-d dot). Points and centroids are walked in
+//! blocks that stay in L2.
 
 use rayon::prelude::*;
 
