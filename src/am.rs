@@ -75,3 +75,17 @@ pub unsafe fn temp_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryConte
         pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
     )
 }
+
+/// `ambeginscan`'s body: a scan descriptor whose opaque state lives (and is dropped) in the
+/// scan's memory context.
+pub unsafe fn begin_scan<S: 'static>(
+    index: pg_sys::Relation,
+    nkeys: std::ffi::c_int,
+    norderbys: std::ffi::c_int,
+    state: S,
+) -> pg_sys::IndexScanDesc {
+    let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+    let state = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state);
+    (*scan).opaque = state as *mut std::ffi::c_void;
+    scan
+}

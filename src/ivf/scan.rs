@@ -61,11 +61,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     nkeys: std::ffi::c_int,
     norderbys: std::ffi::c_int,
 ) -> pg_sys::IndexScanDesc {
-    let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-    let state =
-        pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(ScanState::empty());
-    (*scan).opaque = state as *mut std::ffi::c_void;
-    scan
+    crate::am::begin_scan(index, nkeys, norderbys, ScanState::empty())
 }
 
 #[pg_guard]
