@@ -5,4 +5,5 @@ pub mod item;
 pub mod ivf;
 pub mod nearest;
 pub mod rng;
+pub mod tower;
 pub mod vector_text;
