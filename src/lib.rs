@@ -8,6 +8,7 @@ pub mod ivf;
 pub mod opclass;
 pub mod parallel;
 pub mod storage;
+pub mod tower;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -23,12 +24,18 @@ pgrx::extension_sql_file!(
     name = "ivfflat_am",
     requires = ["vector_type"]
 );
+pgrx::extension_sql_file!(
+    "../sql/tower.sql",
+    name = "tower",
+    requires = ["vector_type", "ivfflat_am"]
+);
 
 /// Registers the GUCs and index options; runs when a backend first loads the library.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     hnsw::options::init();
     ivf::options::init();
+    tower::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
