@@ -51,7 +51,7 @@ test-client: install-debug
 	  PG_RECALL_DATA=$(TEST_CLUSTER) bash scripts/cluster.sh stop; exit $$rc
 
 bench-core:
-	cargo bench -p recall-core --bench distance
+	cargo bench -p recall-core --bench distance --bench tower
 
 ## The SQL benchmark runner: fashion-mnist and a synthetic 1M × 128 inner-product set,
 ## results in bench-results/*.json and *.png. BENCH_ARGS="--datasets fashion-mnist" to narrow.

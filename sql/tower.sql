@@ -32,3 +32,14 @@ CREATE FUNCTION recall.item_tower(model text, item_id bigint, category int DEFAU
     AS 'MODULE_PATHNAME', 'item_tower_wrapper' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION recall.tower_stats() RETURNS jsonb
     AS 'MODULE_PATHNAME', 'tower_stats_wrapper' LANGUAGE C VOLATILE;
+
+-- Any change to the catalog tells every backend's model cache (see src/tower/cache.rs).
+CREATE FUNCTION recall._models_changed(oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'models_changed_wrapper' LANGUAGE C VOLATILE;
+CREATE FUNCTION recall._models_changed_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM recall._models_changed(TG_RELID);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER models_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON recall.models
+    FOR EACH STATEMENT EXECUTE FUNCTION recall._models_changed_trigger();

@@ -1,12 +1,16 @@
 //! The per-backend model cache.
 //!
 //! Parsing a model costs milliseconds (it copies and checks every tensor), a forward pass
-//! microseconds, so each backend keeps the models it used. Freshness is checked once per
-//! model per transaction: a transaction generation counter is bumped by a transaction
-//! callback, and the first use of a model in a new generation asks the catalog for its
-//! latest version. A version loaded and committed elsewhere is therefore picked up by this
-//! backend's next transaction, and a statement calling the tower a million times reads the
-//! catalog once.
+//! microseconds, so each backend keeps the models it used.
+//!
+//! Freshness rides on PostgreSQL's own cache invalidation instead of a catalog query per
+//! call: every statement that changes `recall.models` (load, drop, or plain DML, through a
+//! statement trigger) queues a relcache invalidation for the table. It is delivered at commit
+//! to every backend, which processes it when its next transaction starts; our relcache
+//! callback then bumps a generation counter, and the first use of a model in a new
+//! generation asks the catalog for the latest version. So a committed new version is used by
+//! every backend's next transaction, and the catalog is read at most once per model per
+//! transaction — usually not at all.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,6 +22,7 @@ use recall_core::tower::Model;
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static MODELS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static MODELS: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
     static STATS: RefCell<Stats> = RefCell::new(Stats::default());
 }
@@ -43,22 +48,48 @@ pub fn stats() -> Stats {
     STATS.with(|s| *s.borrow())
 }
 
+/// (generation, catalog table oid) for `recall.tower_stats()`.
+pub fn state() -> (u64, u32) {
+    (generation(), models_oid().to_u32())
+}
+
 pub fn count(f: impl FnOnce(&mut Stats)) {
     STATS.with(|s| f(&mut s.borrow_mut()));
 }
 
-/// The generation of the current transaction; changes at every transaction end.
-pub fn generation() -> u64 {
+fn generation() -> u64 {
     GENERATION.with(|g| g.get())
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact_end(_event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+fn invalidate_all() {
     GENERATION.with(|g| g.set(g.get() + 1));
 }
 
+/// `recall.models`' oid, looked up per generation (the extension can be dropped and made
+/// again). Invalid until the first look-up.
+fn models_oid() -> pg_sys::Oid {
+    MODELS_OID.with(|o| o.get())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // InvalidOid: the whole relcache was reset (e.g. an invalidation queue overflow).
+    if relid == pg_sys::InvalidOid || relid == models_oid() {
+        invalidate_all();
+    }
+}
+
 pub fn init() {
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_end), std::ptr::null_mut()) };
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
+}
+
+/// Called by the statement trigger on `recall.models` with the table's oid: tells every
+/// backend (this one at its next command, the others at their next transaction after
+/// commit) that the catalog changed.
+#[pg_extern(sql = false)]
+fn models_changed(table: pg_sys::Oid) {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table) };
+    invalidate_all();
 }
 
 /// Forgets `name`, so this transaction's next use reads the catalog again (after a load or
@@ -78,11 +109,21 @@ pub fn cached_versions() -> Vec<(String, i32)> {
 
 fn latest_version(name: &str) -> Option<i32> {
     count(|s| s.catalog_lookups += 1);
-    Spi::get_one_with_args::<i32>(
-        "SELECT max(version) FROM recall.models WHERE name = $1",
-        &[name.into()],
-    )
-    .unwrap_or_else(|e| error!("could not read recall.models: {e}"))
+    let (oid, version) = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT 'recall.models'::regclass::oid, max(version) FROM recall.models WHERE name = $1",
+                Some(1),
+                &[name.into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::SpiError>((row.get::<pg_sys::Oid>(1)?, row.get::<i32>(2)?))
+    })
+    .unwrap_or_else(|e| error!("could not read recall.models: {e}"));
+    if let Some(oid) = oid {
+        MODELS_OID.with(|o| o.set(oid));
+    }
+    version
 }
 
 fn parse(name: &str, version: i32) -> Model {
@@ -105,7 +146,7 @@ fn parse(name: &str, version: i32) -> Model {
         .unwrap_or_else(|e| super::raise(&format!("model \"{name}\" version {version}"), &e))
 }
 
-/// The latest committed (or this transaction's own) version of `name`.
+/// The latest version of `name` this transaction can see.
 pub fn get(name: &str) -> (i32, Rc<Model>) {
     let generation = generation();
     let hit = MODELS.with(|m| {

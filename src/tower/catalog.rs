@@ -12,6 +12,16 @@ use serde_json::json;
 
 use super::{cache, model_name, raise};
 
+/// One value from a statement that changes `recall.models`. Run without a row limit: with
+/// one, the executor stops the INSERT ... RETURNING at its first row and the catalog's
+/// statement trigger (the cache invalidation) never fires.
+fn change<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<T>, pgrx::spi::SpiError> {
+    Spi::connect_mut(|client| client.update(sql, None, args)?.first().get_one())
+}
+
 fn store(name: &str, weights: &[u8], config: Option<JsonB>) -> i32 {
     let config = config.map(|c| c.0.to_string());
     let model = Model::load(weights, config.as_deref())
@@ -23,7 +33,7 @@ fn store(name: &str, weights: &[u8], config: Option<JsonB>) -> i32 {
         &[name.into()],
     )
     .unwrap_or_else(|e| error!("{e}"));
-    let version = Spi::get_one_with_args::<i32>(
+    let version = change::<i32>(
         "INSERT INTO recall.models (name, version, config, weights)
          SELECT $1, coalesce(max(version), 0) + 1, $2, $3 FROM recall.models WHERE name = $1
          RETURNING version",
@@ -31,7 +41,6 @@ fn store(name: &str, weights: &[u8], config: Option<JsonB>) -> i32 {
     )
     .unwrap_or_else(|e| error!("could not store model \"{name}\": {e}"))
     .expect("RETURNING gives the version");
-    cache::forget(name);
     version
 }
 
@@ -71,7 +80,7 @@ fn load_model_file(name: Option<&str>, path: Option<&str>, config: Option<JsonB>
 #[pg_extern(sql = false)]
 fn drop_model(name: Option<&str>, version: Option<i32>) -> i64 {
     let name = model_name(name);
-    let dropped = Spi::get_one_with_args::<i64>(
+    let dropped = change::<i64>(
         "WITH d AS (DELETE FROM recall.models WHERE name = $1 AND ($2::int IS NULL OR version = $2) RETURNING 1)
          SELECT count(*) FROM d",
         &[name.into(), version.into()],
@@ -85,7 +94,6 @@ fn drop_model(name: Option<&str>, version: Option<i32>) -> i64 {
         };
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, what);
     }
-    cache::forget(name);
     dropped
 }
 
