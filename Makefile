@@ -36,7 +36,7 @@ test: bootstrap test-core test-pg test-client
 	@echo "all test suites passed"
 
 test-core:
-	cargo test -p recall-core
+	cargo test -p recall-core -p recall-train
 
 test-pg:
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)
