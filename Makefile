@@ -19,10 +19,13 @@ bootstrap:
 	@install -d -o postgres -g postgres $(STATE)
 
 ## The demo: build and install (release), start the private cluster, load fashion-mnist,
-## print recall and latency.
+## print recall and latency; then the recall funnel on MovieLens-100k (train, load, embed,
+## index, serve every user, Recall@K table).
 demo: bootstrap install
 	@bash scripts/cluster.sh start
 	$(PY) benches/demo.py --url "$$(bash scripts/cluster.sh url)"
+	cargo build --release -p recall-train
+	$(PY) benches/funnel.py --url "$$(bash scripts/cluster.sh url)" --trainer "$(CARGO_TARGET_DIR)/release/pg_recall-train"
 
 install:
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
