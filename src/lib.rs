@@ -2,6 +2,7 @@
 //! PostgreSQL. This crate is the pgrx glue; algorithms live in `recall-core`.
 
 pub mod am;
+pub mod eval;
 pub mod hnsw;
 pub mod index_info;
 pub mod ivf;
@@ -23,6 +24,11 @@ pgrx::extension_sql_file!(
     "../sql/ivfflat.sql",
     name = "ivfflat_am",
     requires = ["vector_type"]
+);
+pgrx::extension_sql_file!(
+    "../sql/eval.sql",
+    name = "eval",
+    requires = ["vector_type", "ivfflat_am"]
 );
 pgrx::extension_sql_file!(
     "../sql/tower.sql",

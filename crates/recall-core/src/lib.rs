@@ -1,4 +1,5 @@
 pub mod distance;
+pub mod eval;
 pub mod fasthash;
 pub mod hnsw;
 pub mod item;
