@@ -27,6 +27,7 @@ fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
                     "m": m.m,
                     "ef_construction": m.ef_construction,
                     "entry_level": m.entry().map(|_| m.entry_level),
+                    "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"ef_search": m.calibrated_ef_search})),
                 })
             }
             "ivfflat" => {
@@ -42,6 +43,7 @@ fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
                     "build_rows": m.build_rows,
                     "kmeans_sample_rows": m.sample_rows,
                     "kmeans_iterations": m.kmeans_iterations,
+                    "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"probes": m.default_probes})),
                 })
             }
             other => {
@@ -59,4 +61,27 @@ fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
         pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         pgrx::JsonB(v)
     }
+}
+
+/// The calibration record of an index built with a target; JSON null without one.
+pub fn calibration(
+    code: u32,
+    target_recall: f32,
+    target_k: u32,
+    measured: f32,
+    queries: u32,
+    chosen: serde_json::Value,
+) -> serde_json::Value {
+    if code == 0 {
+        return serde_json::Value::Null;
+    }
+    let intent = crate::intent::OptimizedFor::from_code(code as i32).map(|i| i.name());
+    json!({
+        "optimized_for": intent,
+        "target_recall": (target_recall as f64 * 1e4).round() / 1e4,
+        "target_k": target_k,
+        "chosen": chosen,
+        "measured_recall": (measured as f64 * 1e4).round() / 1e4,
+        "queries": queries,
+    })
 }

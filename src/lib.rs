@@ -5,6 +5,7 @@ pub mod am;
 pub mod eval;
 pub mod hnsw;
 pub mod index_info;
+pub mod intent;
 pub mod ivf;
 pub mod opclass;
 pub mod parallel;

@@ -24,6 +24,7 @@ use crate::vector::{Vector, VectorBuf};
 
 /// What the evaluator needs to know about the index.
 struct Target {
+    oid: pg_sys::Oid,
     am: String,
     index_name: String,
     table: String,
@@ -74,7 +75,7 @@ fn target(index: pg_sys::Oid) -> Target {
         let (Some(table), Some(column)) = (table, column) else {
             error!("index \"{index_name}\" is on an expression; recall.evaluate needs a column index")
         };
-        Target { am, index_name, table, column, operator: operator(metric) }
+        Target { oid: index, am, index_name, table, column, operator: operator(metric) }
     }
 }
 
@@ -206,11 +207,24 @@ fn knob(am: &str) -> &'static str {
     }
 }
 
+/// The settings as the scan sees them: the GUCs, and the value the index will really use
+/// (a calibrated ef_search or the index's own probe count where the GUC leaves it open).
 fn params_in_force(t: &Target) -> serde_json::Value {
     let mut m = HashMap::new();
     for name in [knob(&t.am), &format!("{}.iterative_scan", t.am)] {
-        m.insert(name.to_string(), current(name));
+        m.insert(name.to_string(), json!(current(name)));
     }
+    let effective = unsafe {
+        let rel = pg_sys::index_open(t.oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let v = if t.am == "hnsw" {
+            ("effective_ef_search", crate::hnsw::options::effective_ef_search(&crate::hnsw::meta::read(rel)))
+        } else {
+            ("effective_probes", crate::ivf::options::effective_probes(&crate::ivf::meta::read(rel)))
+        };
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        v
+    };
+    m.insert(effective.0.to_string(), json!(effective.1));
     json!(m)
 }
 

@@ -10,11 +10,14 @@ use recall_core::distance::Metric;
 use recall_core::hnsw::build::MemGraph;
 use recall_core::hnsw::dedup::group_identical;
 use recall_core::hnsw::tuple::{self, ItemPtr};
+use recall_core::calibrate::{hnsw_recall, smallest, Truth};
 use recall_core::hnsw::HnswParams;
+use recall_core::rng::SplitMix64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::meta::{self, HnswMeta};
 use super::{index_dims, insert, opclass_metric, options, prepare, PAGE_ELEMENTS};
+use crate::intent::{Target, CALIBRATION_QUERIES};
 use crate::parallel;
 use crate::storage::{page, LockedBuffer};
 use crate::vector::Vector;
@@ -103,7 +106,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         std::ptr::null_mut(),
     );
     if !state.on_disk {
-        write_graph(&mut state);
+        write_graph(&mut state, true);
     }
     pg_sys::MemoryContextDelete(state.tmp_cxt);
     let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
@@ -148,7 +151,15 @@ unsafe extern "C-unwind" fn build_callback(
                     format!("hnsw graph no longer fits into maintenance_work_mem after {} tuples", state.tids.len()),
                     "Building will take significantly more time. Increase maintenance_work_mem to speed up builds."
                 );
-                write_graph(state);
+                if options::target(state.index).is_some() {
+                    ereport!(
+                        NOTICE,
+                        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                        "hnsw index will not be calibrated: calibration needs the whole graph in maintenance_work_mem",
+                        "Raise maintenance_work_mem and REINDEX, or set hnsw.ef_search yourself."
+                    );
+                }
+                write_graph(state, false);
                 state.on_disk = true;
             }
         }
@@ -181,8 +192,9 @@ fn layout(sizes: &[(usize, usize)]) -> (Vec<(ItemPtr, ItemPtr)>, u32) {
     (ptrs, if sizes.is_empty() { 1 } else { block + 1 })
 }
 
-/// Builds the graph of everything collected so far and writes the whole index.
-unsafe fn write_graph(state: &mut BuildState) {
+/// Builds the graph of everything collected so far and writes the whole index; calibrates
+/// its ef_search first when asked to and the options set a target.
+unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let (dims, m) = (state.dims, state.m);
     let max_tids = (page::max_item_size() - tuple::element_size(dims, 0)) / 6;
     // One node per distinct vector, carrying all its rows (up to what fits a page).
@@ -238,6 +250,11 @@ unsafe fn write_graph(state: &mut BuildState) {
     let (ptrs, nblocks) = layout(&sizes);
 
     let mut meta = HnswMeta::new(dims, m, state.ef_construction, state.metric);
+    if calibrate {
+        if let Some(t) = options::target(state.index) {
+            calibrate_graph(&graph, t, &mut meta);
+        }
+    }
     if let Some(e) = graph.entry() {
         meta.set_entry(Some(ptrs[e as usize].0), graph.level(e));
     }
@@ -327,6 +344,53 @@ fn neighbour_tuple(graph: &MemGraph, node: u32, m: usize, ptrs: &[(ItemPtr, Item
 }
 
 /// The init fork of an unlogged index: an empty metapage.
+/// The smallest ef_search whose recall@k, measured on indexed vectors as queries against
+/// their exact neighbours, reaches the target; recorded in the metapage and reported.
+fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
+    let n = graph.len();
+    if n < 2 {
+        return;
+    }
+    let mut queries: Vec<u32> = (0..n as u32).collect();
+    SplitMix64::new(0xCA11_B4A7).shuffle(&mut queries);
+    queries.truncate(CALIBRATION_QUERIES);
+    let (dims, k) = (graph.dims, t.k);
+    let (ef, recall) = parallel::run(
+        parallel::maintenance_threads(),
+        |_| {
+            let qv: Vec<f32> = queries.iter().flat_map(|&q| graph.vector(q).to_vec()).collect();
+            let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
+            let mut truth = Truth::new(qv, ids, dims, k, graph.metric);
+            let all: Vec<u64> = (0..n as u64).collect();
+            truth.observe(graph.vectors(), &all, &vec![0; n]);
+            let truth = truth.finish();
+            smallest(k.min(MAX_EF_SEARCH), MAX_EF_SEARCH, t.recall, |ef| {
+                hnsw_recall(graph, &queries, &truth, k, ef)
+            })
+        },
+        || {},
+    );
+    meta.calibrated_ef_search = ef as u32;
+    meta.calibrated_recall = recall as f32;
+    meta.calibration = t.intent.map_or(4, |i| i as u32);
+    meta.target_recall = t.recall as f32;
+    meta.target_k = k as u32;
+    meta.calibration_queries = queries.len() as u32;
+    let reached = if recall >= t.recall { "" } else { " (the target is not reachable within ef_search 1000)" };
+    ereport!(
+        NOTICE,
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!(
+            "hnsw calibrated: ef_search {ef} for recall@{k} {:.3} (measured {recall:.3} on {} indexed rows){reached}",
+            t.recall,
+            queries.len()
+        )
+    );
+}
+
+/// `hnsw.ef_search`'s upper bound.
+const MAX_EF_SEARCH: usize = 1000;
+
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let dims = index_dims(index);

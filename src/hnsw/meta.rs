@@ -28,7 +28,13 @@ pub struct HnswMeta {
     /// ef_search chosen by calibration (0 = none); see the calibration issue.
     pub calibrated_ef_search: u32,
     pub calibrated_recall: f32,
-    pub reserved: [u32; 8],
+    /// The calibration's intent code (`crate::intent::OptimizedFor`, 4 for an explicit
+    /// target_recall), target and number of queries; 0 when not calibrated.
+    pub calibration: u32,
+    pub target_recall: f32,
+    pub target_k: u32,
+    pub calibration_queries: u32,
+    pub reserved: [u32; 4],
 }
 
 impl HnswMeta {
@@ -46,7 +52,11 @@ impl HnswMeta {
             insert_page: pg_sys::InvalidBlockNumber,
             calibrated_ef_search: 0,
             calibrated_recall: 0.0,
-            reserved: [0; 8],
+            calibration: 0,
+            target_recall: 0.0,
+            target_k: 0,
+            calibration_queries: 0,
+            reserved: [0; 4],
         }
     }
 

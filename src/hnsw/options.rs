@@ -13,9 +13,16 @@ pub const MAX_DIM: usize = 2000;
 #[repr(C)]
 pub struct HnswOptions {
     vl_len_: i32,
+    /// 0 when omitted (outside the accepted range, so only omission produces it).
     pub m: i32,
     pub ef_construction: i32,
+    pub intent: crate::intent::IntentOptions,
 }
+
+/// (m, ef_construction) when `optimized_for = 'recall'` and neither is given: a denser
+/// graph reaches 0.99 at a smaller ef_search.
+const RECALL_M: i32 = 24;
+const RECALL_EF_CONSTRUCTION: i32 = 96;
 
 static RELOPT_KIND: OnceLock<pg_sys::relopt_kind::Type> = OnceLock::new();
 
@@ -72,7 +79,7 @@ pub fn init() {
             kind as _,
             c"m".as_ptr(),
             c"Max number of connections".as_ptr(),
-            DEFAULT_M,
+            0,
             2,
             100,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
@@ -81,11 +88,12 @@ pub fn init() {
             kind as _,
             c"ef_construction".as_ptr(),
             c"Size of the dynamic candidate list for construction".as_ptr(),
-            DEFAULT_EF_CONSTRUCTION,
+            0,
             4,
             1000,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        crate::intent::register(kind);
         kind
     });
 }
@@ -95,6 +103,7 @@ pub unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
+    let [a, b, c] = crate::intent::parse_elts(std::mem::offset_of!(HnswOptions, intent));
     let table = [
         pg_sys::relopt_parse_elt {
             optname: c"m".as_ptr(),
@@ -106,6 +115,9 @@ pub unsafe extern "C-unwind" fn amoptions(
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HnswOptions, ef_construction) as i32,
         },
+        a,
+        b,
+        c,
     ];
     let kind = *RELOPT_KIND.get().expect("pg_recall was not initialised");
     pg_sys::build_reloptions(
@@ -118,14 +130,24 @@ pub unsafe extern "C-unwind" fn amoptions(
     ) as *mut pg_sys::bytea
 }
 
-/// The index's (m, ef_construction), defaults filled in.
-pub unsafe fn build_options(index: pg_sys::Relation) -> (usize, usize) {
+/// The calibration target `WITH (optimized_for, target_recall, target_k)` asks for.
+pub unsafe fn target(index: pg_sys::Relation) -> Option<crate::intent::Target> {
     let opts = (*index).rd_options as *const HnswOptions;
-    let (m, efc) = if opts.is_null() {
-        (DEFAULT_M, DEFAULT_EF_CONSTRUCTION)
+    crate::intent::target(opts.as_ref().map(|o| &o.intent))
+}
+
+/// The index's (m, ef_construction): given values win, then the intent's, then pgvector's
+/// defaults.
+pub unsafe fn build_options(index: pg_sys::Relation) -> (usize, usize) {
+    let opts = ((*index).rd_options as *const HnswOptions).as_ref();
+    let recall = target(index).and_then(|t| t.intent) == Some(crate::intent::OptimizedFor::Recall);
+    let given = |v: Option<i32>| v.filter(|&v| v > 0);
+    let m = given(opts.map(|o| o.m)).unwrap_or(if recall { RECALL_M } else { DEFAULT_M });
+    let efc = given(opts.map(|o| o.ef_construction)).unwrap_or(if recall && given(opts.map(|o| o.m)).is_none() {
+        RECALL_EF_CONSTRUCTION
     } else {
-        ((*opts).m, (*opts).ef_construction)
-    };
+        DEFAULT_EF_CONSTRUCTION
+    });
     if efc < 2 * m {
         ereport!(
             ERROR,
@@ -134,4 +156,14 @@ pub unsafe fn build_options(index: pg_sys::Relation) -> (usize, usize) {
         );
     }
     (m as usize, efc as usize)
+}
+
+/// The ef_search a scan uses: the session's `hnsw.ef_search` when the user set it, else the
+/// index's calibrated value, else the default.
+pub fn effective_ef_search(meta: &super::meta::HnswMeta) -> usize {
+    if meta.calibrated_ef_search > 0 && !crate::intent::guc_is_set(c"hnsw.ef_search") {
+        meta.calibrated_ef_search as usize
+    } else {
+        EF_SEARCH.get().max(1) as usize
+    }
 }

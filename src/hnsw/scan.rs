@@ -103,7 +103,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
         IterativeScan::RelaxedOrder => Continuation::Relaxed,
         IterativeScan::StrictOrder => Continuation::Strict,
     };
-    let ef = options::EF_SEARCH.get().max(1) as usize;
+    let ef = options::effective_ef_search(&meta);
     state.max_tuples = options::MAX_SCAN_TUPLES.get().max(1) as u64;
     state.search = Some(ResumableSearch::new(&[start], ef, mode, &mut state.visited));
     state.graph = Some(graph);

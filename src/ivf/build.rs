@@ -9,14 +9,16 @@ use pgrx::prelude::*;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
 use recall_core::ivf::kmeans::{kmeans, normalize, KMeansParams};
+use recall_core::calibrate::{cheapest, ivf_curve, Truth};
 use recall_core::ivf::{default_probes, sample_rows, self_sized_lists, tuple};
 use recall_core::nearest::{nearest_two, squared_norms};
 use recall_core::rng::SplitMix64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::centroids::per_page;
+use super::centroids::{self, per_page};
 use super::meta::IvfMeta;
 use super::{index_dims, options, PAGE_CENTROIDS, PAGE_LIST};
+use crate::intent::{Target, CALIBRATION_QUERIES};
 use crate::opclass::{opclass_metric, prepare};
 use crate::parallel::{self, Pool};
 use crate::storage::page::{self, PageImage};
@@ -60,6 +62,8 @@ struct Sampler {
     capacity: usize,
     rows: usize,
     sample: Vec<f32>,
+    /// The sampled rows' heap TIDs (calibration queries leave themselves out).
+    sample_tids: Vec<u64>,
     rng: SplitMix64,
     tmp_cxt: pg_sys::MemoryContext,
 }
@@ -82,9 +86,12 @@ struct Loader {
     rows: u64,
     heap_tuples: f64,
     tmp_cxt: pg_sys::MemoryContext,
+    /// Exact neighbours of the calibration queries, gathered as rows are assigned.
+    truth: Option<Truth>,
 }
 
 use crate::am::temp_context;
+
 
 /// Rows the planner expects in `heap`, for sizing the sample before counting.
 unsafe fn estimated_rows(heap: pg_sys::Relation) -> usize {
@@ -166,6 +173,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         capacity: wanted.min(fits).max(1),
         rows: 0,
         sample: Vec::new(),
+        sample_tids: Vec::new(),
         rng: SplitMix64::new(0x1F5EED),
         tmp_cxt: temp_context(c"ivfflat build sample context"),
     };
@@ -204,6 +212,12 @@ pub unsafe extern "C-unwind" fn ambuild(
     let done = AtomicUsize::new(0);
     let pool = Pool::new(parallel::maintenance_threads());
     let sample = std::mem::take(&mut sampler.sample);
+    let target = options::target(index);
+    // The reservoir is a uniform sample in random order: its first rows are random rows.
+    let truth = target.map(|t| {
+        let q = CALIBRATION_QUERIES.min(sample_count);
+        Truth::new(sample[..q * dims].to_vec(), sampler.sample_tids[..q].to_vec(), dims, t.k, metric)
+    });
     let clustered = pool.run(
         |cancel| kmeans(&sample, dims, &params, cancel, &done),
         || {
@@ -266,6 +280,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         rows: 0,
         heap_tuples: 0.0,
         tmp_cxt: temp_context(c"ivfflat build load context"),
+        truth,
     };
     build_scan(
         heap,
@@ -291,6 +306,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     meta.build_rows = loader.rows;
     meta.sample_rows = sample_count as u32;
     meta.kmeans_iterations = clustered.iterations as u32;
+    if let (Some(t), Some(truth)) = (target, loader.truth.take()) {
+        calibrate(&mut meta, &loader.centroids, t, truth, &loader.pool);
+    }
     {
         let buf = LockedBuffer::read(
             index,
@@ -331,7 +349,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 #[pg_guard]
 unsafe extern "C-unwind" fn sample_callback(
     _index: pg_sys::Relation,
-    _tid: pg_sys::ItemPointer,
+    tid: pg_sys::ItemPointer,
     values: *mut pg_sys::Datum,
     isnull: *mut bool,
     _alive: bool,
@@ -347,12 +365,15 @@ unsafe extern "C-unwind" fn sample_callback(
     if let Some(v) = prepare(s.metric, v.as_slice()) {
         s.rows += 1;
         // Reservoir sampling (Algorithm R).
+        let tid = page::from_item_pointer(&*tid).to_u64();
         if s.sample.len() / s.dims < s.capacity {
             s.sample.extend_from_slice(&v);
+            s.sample_tids.push(tid);
         } else {
             let r = s.rng.below(s.rows as u64) as usize;
             if r < s.capacity {
                 s.sample[r * s.dims..(r + 1) * s.dims].copy_from_slice(&v);
+                s.sample_tids[r] = tid;
             }
         }
     }
@@ -401,6 +422,11 @@ impl Loader {
         let near = self
             .pool
             .run(|_| nearest_two(batch, centroids, c_norms, dims), || {});
+        if let Some(truth) = self.truth.as_mut() {
+            let ids: Vec<u64> = self.batch_tids.iter().map(|t| t.to_u64()).collect();
+            let lists: Vec<u32> = near.iter().map(|e| e.first).collect();
+            self.pool.run(|_| truth.observe(batch, &ids, &lists), || {});
+        }
         let batch = std::mem::take(&mut self.batch);
         let tids = std::mem::take(&mut self.batch_tids);
         for ((v, tid), e) in batch.chunks_exact(dims).zip(tids).zip(near) {
@@ -448,6 +474,54 @@ impl Loader {
         buf.mark_dirty();
         self.heads[j] = buf.block();
     }
+}
+
+/// Picks the smallest probe count whose measured recall reaches the target, records it as
+/// the index's default, and says so.
+fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth, pool: &Pool) {
+    let dims = meta.dims as usize;
+    let lists = meta.lists as usize;
+    let metric = meta.metric();
+    let queries: Vec<Vec<f32>> = (0..truth.queries()).map(|q| truth.query(q).to_vec()).collect();
+    let truth = truth.finish();
+    if queries.is_empty() {
+        return;
+    }
+    let list_rank: Vec<Vec<u32>> = pool.run(
+        |_| {
+            use rayon::prelude::*;
+            queries
+                .par_iter()
+                .map(|q| {
+                    let mut rank = vec![0u32; lists];
+                    for (r, (_, j)) in centroids::ranked(centroids, dims, metric, q).into_iter().enumerate() {
+                        rank[j as usize] = r as u32;
+                    }
+                    rank
+                })
+                .collect()
+        },
+        || {},
+    );
+    let curve = ivf_curve(&truth, &list_rank, lists, t.k);
+    let (probes, achieved) = cheapest(&curve, t.recall);
+    meta.default_probes = probes as u32;
+    meta.calibration = t.intent.map_or(4, |i| i as u32);
+    meta.target_recall = t.recall as f32;
+    meta.target_k = t.k as u32;
+    meta.calibrated_recall = achieved as f32;
+    meta.calibration_queries = queries.len() as u32;
+    let reached = if achieved >= t.recall { "" } else { " (the target is not reachable: every list is probed)" };
+    ereport!(
+        NOTICE,
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!(
+            "ivfflat calibrated: {probes} of {lists} probes for recall@{} {:.3} (measured {achieved:.3} on {} indexed rows){reached}",
+            t.k,
+            t.recall,
+            queries.len()
+        )
+    );
 }
 
 #[pg_guard]

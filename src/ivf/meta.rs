@@ -36,7 +36,15 @@ pub struct IvfMeta {
     /// Random per build: backends cache the centroids (immutable after the build) under
     /// (index oid, build_id), so a REINDEX is never served stale centroids.
     pub build_id: u64,
-    pub reserved: [u32; 6],
+    /// Calibration (all 0 when the index was built without a target): the intent code
+    /// (`crate::intent::OptimizedFor`, 4 for an explicit target_recall), the target, the
+    /// recall the chosen `default_probes` measured, and how many queries measured it.
+    pub calibration: u32,
+    pub target_recall: f32,
+    pub target_k: u32,
+    pub calibrated_recall: f32,
+    pub calibration_queries: u32,
+    pub reserved: u32,
 }
 
 impl IvfMeta {
@@ -57,7 +65,12 @@ impl IvfMeta {
             sample_rows: 0,
             kmeans_iterations: 0,
             build_id: unsafe { pg_sys::pg_prng_uint64(&raw mut pg_sys::pg_global_prng_state) },
-            reserved: [0; 6],
+            calibration: 0,
+            target_recall: 0.0,
+            target_k: 0,
+            calibrated_recall: 0.0,
+            calibration_queries: 0,
+            reserved: 0,
         }
     }
 

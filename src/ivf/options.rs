@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 pub struct IvfOptions {
     vl_len_: i32,
     pub lists: i32,
+    pub intent: crate::intent::IntentOptions,
 }
 
 static RELOPT_KIND: OnceLock<pg_sys::relopt_kind::Type> = OnceLock::new();
@@ -74,6 +75,7 @@ pub fn init() {
             MAX_LISTS as i32,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        crate::intent::register(kind);
         kind
     });
 }
@@ -83,11 +85,17 @@ pub unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
-    let table = [pg_sys::relopt_parse_elt {
-        optname: c"lists".as_ptr(),
-        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
-        offset: std::mem::offset_of!(IvfOptions, lists) as i32,
-    }];
+    let [a, b, c] = crate::intent::parse_elts(std::mem::offset_of!(IvfOptions, intent));
+    let table = [
+        pg_sys::relopt_parse_elt {
+            optname: c"lists".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(IvfOptions, lists) as i32,
+        },
+        a,
+        b,
+        c,
+    ];
     let kind = *RELOPT_KIND.get().expect("pg_recall was not initialised");
     pg_sys::build_reloptions(
         reloptions,
@@ -106,5 +114,20 @@ pub unsafe fn requested_lists(index: pg_sys::Relation) -> Option<usize> {
         None
     } else {
         Some((*opts).lists as usize)
+    }
+}
+
+/// The calibration target `WITH (optimized_for, target_recall, target_k)` asks for.
+pub unsafe fn target(index: pg_sys::Relation) -> Option<crate::intent::Target> {
+    let opts = (*index).rd_options as *const IvfOptions;
+    crate::intent::target(opts.as_ref().map(|o| &o.intent))
+}
+
+/// The probes a scan uses: `ivfflat.probes` when not 0, else the index's own (calibrated,
+/// or about √lists).
+pub fn effective_probes(meta: &super::meta::IvfMeta) -> usize {
+    match PROBES.get() {
+        0 => meta.default_probes as usize,
+        p => p as usize,
     }
 }

@@ -97,10 +97,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, s: &mut ScanState) {
     let c = centroids::cached(index, &meta);
     s.order = centroids::ranked(&c, s.dims, s.metric, &s.query).into_iter().map(|(_, j)| j).collect();
     s.meta = Some(meta);
-    let probes = match options::PROBES.get() {
-        0 => meta.default_probes as usize,
-        p => p as usize,
-    };
+    let probes = options::effective_probes(&meta);
     s.probes = probes.clamp(1, s.order.len().max(1));
     s.limit = match options::ITERATIVE_SCAN.get() {
         IterativeScan::Off => s.probes,

@@ -1,3 +1,4 @@
+pub mod calibrate;
 pub mod distance;
 pub mod eval;
 pub mod fasthash;

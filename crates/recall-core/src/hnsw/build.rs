@@ -214,6 +214,11 @@ impl MemGraph {
         self.levels[i as usize]
     }
 
+    /// Every node's vector, node order.
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
     pub fn vector(&self, i: u32) -> &[f32] {
         &self.vectors[i as usize * self.dims..(i as usize + 1) * self.dims]
     }
