@@ -154,9 +154,30 @@ pub unsafe fn register(kind: pg_sys::relopt_kind::Type) {
     );
 }
 
+/// `amoptions` for an access method whose options struct `T` ends with `IntentOptions` at
+/// `intent_offset`: its own entries plus the intent's.
+pub unsafe fn build_reloptions<T>(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+    kind: pg_sys::relopt_kind::Type,
+    own: &[pg_sys::relopt_parse_elt],
+    intent_offset: usize,
+) -> *mut pg_sys::bytea {
+    let mut table = own.to_vec();
+    table.extend(parse_elts(intent_offset));
+    pg_sys::build_reloptions(
+        reloptions,
+        validate,
+        kind,
+        std::mem::size_of::<T>(),
+        table.as_ptr(),
+        table.len() as i32,
+    ) as *mut pg_sys::bytea
+}
+
 /// Parse-table entries for the fields at `base` (the offset of `IntentOptions` in the
 /// access method's options struct).
-pub fn parse_elts(base: usize) -> [pg_sys::relopt_parse_elt; 3] {
+fn parse_elts(base: usize) -> [pg_sys::relopt_parse_elt; 3] {
     let at = |f: usize| (base + f) as i32;
     [
         pg_sys::relopt_parse_elt {

@@ -103,8 +103,7 @@ pub unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
-    let [a, b, c] = crate::intent::parse_elts(std::mem::offset_of!(HnswOptions, intent));
-    let table = [
+    let own = [
         pg_sys::relopt_parse_elt {
             optname: c"m".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
@@ -115,19 +114,15 @@ pub unsafe extern "C-unwind" fn amoptions(
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HnswOptions, ef_construction) as i32,
         },
-        a,
-        b,
-        c,
     ];
     let kind = *RELOPT_KIND.get().expect("pg_recall was not initialised");
-    pg_sys::build_reloptions(
+    crate::intent::build_reloptions::<HnswOptions>(
         reloptions,
         validate,
         kind,
-        std::mem::size_of::<HnswOptions>(),
-        table.as_ptr(),
-        table.len() as i32,
-    ) as *mut pg_sys::bytea
+        &own,
+        std::mem::offset_of!(HnswOptions, intent),
+    )
 }
 
 /// The calibration target `WITH (optimized_for, target_recall, target_k)` asks for.

@@ -85,26 +85,19 @@ pub unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
-    let [a, b, c] = crate::intent::parse_elts(std::mem::offset_of!(IvfOptions, intent));
-    let table = [
-        pg_sys::relopt_parse_elt {
-            optname: c"lists".as_ptr(),
-            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
-            offset: std::mem::offset_of!(IvfOptions, lists) as i32,
-        },
-        a,
-        b,
-        c,
-    ];
+    let own = [pg_sys::relopt_parse_elt {
+        optname: c"lists".as_ptr(),
+        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+        offset: std::mem::offset_of!(IvfOptions, lists) as i32,
+    }];
     let kind = *RELOPT_KIND.get().expect("pg_recall was not initialised");
-    pg_sys::build_reloptions(
+    crate::intent::build_reloptions::<IvfOptions>(
         reloptions,
         validate,
         kind,
-        std::mem::size_of::<IvfOptions>(),
-        table.as_ptr(),
-        table.len() as i32,
-    ) as *mut pg_sys::bytea
+        &own,
+        std::mem::offset_of!(IvfOptions, intent),
+    )
 }
 
 /// The `lists` the user asked for, `None` when omitted.

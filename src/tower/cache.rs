@@ -48,10 +48,6 @@ pub fn stats() -> Stats {
     STATS.with(|s| *s.borrow())
 }
 
-/// (generation, catalog table oid) for `recall.tower_stats()`.
-pub fn state() -> (u64, u32) {
-    (generation(), models_oid().to_u32())
-}
 
 pub fn count(f: impl FnOnce(&mut Stats)) {
     STATS.with(|s| f(&mut s.borrow_mut()));

@@ -166,7 +166,5 @@ fn tower_stats() -> JsonB {
         "catalog_lookups": s.catalog_lookups,
         "model_parses": s.model_parses,
         "cached_models": cached,
-        "cache_generation": cache::state().0,
-        "catalog_oid": cache::state().1,
     }))
 }
