@@ -78,7 +78,8 @@ def main():
         "SELECT id, features, behavior, seen, held_out FROM ml_users ORDER BY id",
         ks=(10, 50, 100), popular_sql="SELECT id FROM ml_popular ORDER BY n DESC, id",
         settings=[("hnsw.ef_search", "100")])
-    print("\nquery plan (first user):\n  " + r["plan"].replace("\n", "\n  "))
+    plan = [line if len(line) <= 150 else line[:150] + " …" for line in r["plan"].splitlines()]
+    print("\nquery plan (first user):\n  " + "\n  ".join(plan))
     print()
     model_report.print_report(r)
 
