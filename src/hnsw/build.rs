@@ -357,15 +357,28 @@ fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
     let (dims, k) = (graph.dims, t.k);
     let (ef, recall) = parallel::run(
         parallel::maintenance_threads(),
-        |_| {
+        |cancel| {
             let qv: Vec<f32> = queries.iter().flat_map(|&q| graph.vector(q).to_vec()).collect();
             let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
             let mut truth = Truth::new(qv, ids, dims, k, graph.metric);
-            let all: Vec<u64> = (0..n as u64).collect();
-            truth.observe(graph.vectors(), &all, &vec![0; n]);
+            // In chunks, so a cancel is noticed within one chunk's work.
+            const CHUNK: usize = 65536;
+            let zeros = vec![0u32; CHUNK.min(n)];
+            for start in (0..n).step_by(CHUNK) {
+                if cancel.load(Ordering::Relaxed) {
+                    return (0, 0.0);
+                }
+                let end = (start + CHUNK).min(n);
+                let all: Vec<u64> = (start as u64..end as u64).collect();
+                truth.observe(&graph.vectors()[start * dims..end * dims], &all, &zeros[..end - start]);
+            }
             let truth = truth.finish();
             smallest(k.min(MAX_EF_SEARCH), MAX_EF_SEARCH, t.recall, |ef| {
-                hnsw_recall(graph, &queries, &truth, k, ef)
+                if cancel.load(Ordering::Relaxed) {
+                    1.0 // ends the bisection; run() raises the cancel
+                } else {
+                    hnsw_recall(graph, &queries, &truth, k, ef)
+                }
             })
         },
         || {},
