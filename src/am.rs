@@ -76,6 +76,31 @@ pub unsafe fn temp_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryConte
     )
 }
 
+/// The shared part of a build scan's per-row callback: NULLs are skipped; the vector is
+/// detoasted in `cxt` (reset after the row), its dimension checked against the index's, and
+/// prepared for the opclass; `f` gets it unless the metric cannot index it (a zero vector
+/// under cosine). `f` runs inside `cxt`, so its own per-row garbage goes too.
+pub unsafe fn with_build_row(
+    cxt: pg_sys::MemoryContext,
+    value: pg_sys::Datum,
+    isnull: bool,
+    metric: recall_core::distance::Metric,
+    dims: usize,
+    f: impl FnOnce(&[f32]),
+) {
+    if isnull {
+        return;
+    }
+    let old = pg_sys::MemoryContextSwitchTo(cxt);
+    let v = crate::vector::Vector::from_datum_unchecked(value);
+    crate::vector::errors::check_expected_dim(dims as i32, v.dim());
+    if let Some(v) = crate::opclass::prepare(metric, v.as_slice()) {
+        f(&v);
+    }
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextReset(cxt);
+}
+
 /// `ambeginscan`'s body: a scan descriptor whose opaque state lives (and is dropped) in the
 /// scan's memory context.
 pub unsafe fn begin_scan<S: 'static>(

@@ -16,11 +16,10 @@ use recall_core::rng::SplitMix64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::meta::{self, HnswMeta};
-use super::{index_dims, insert, opclass_metric, options, prepare, PAGE_ELEMENTS};
+use super::{index_dims, insert, opclass_metric, options, PAGE_ELEMENTS};
 use crate::intent::{Target, CALIBRATION_QUERIES};
 use crate::parallel;
 use crate::storage::{page, LockedBuffer};
-use crate::vector::Vector;
 
 // pg_stat_progress_create_index: the generic columns and our sub-phases.
 const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
@@ -127,19 +126,14 @@ unsafe extern "C-unwind" fn build_callback(
 ) {
     let state = &mut *(state as *mut BuildState);
     state.heap_tuples += 1.0;
-    if *isnull {
-        return;
-    }
-    let old = pg_sys::MemoryContextSwitchTo(state.tmp_cxt);
-    let v = Vector::from_datum_unchecked(*values);
     let tid = page::from_item_pointer(&*tid);
-    if let Some(v) = prepare(state.metric, v.as_slice()) {
-        crate::vector::errors::check_expected_dim(state.dims as i32, v.len());
+    let (cxt, metric, dims) = (state.tmp_cxt, state.metric, state.dims);
+    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| {
         state.index_tuples += 1.0;
         if state.on_disk {
-            insert::insert_vector(state.index, &meta::read(state.index), &v, tid);
+            insert::insert_vector(state.index, &meta::read(state.index), v, tid);
         } else {
-            state.vectors.extend_from_slice(&v);
+            state.vectors.extend_from_slice(v);
             state.tids.push(tid);
             if state.tids.len() % 1024 == 0 {
                 progress(PROGRESS_CREATE_IDX_TUPLES_DONE, state.tids.len() as i64);
@@ -163,9 +157,7 @@ unsafe extern "C-unwind" fn build_callback(
                 state.on_disk = true;
             }
         }
-    }
-    pg_sys::MemoryContextSwitchTo(old);
-    pg_sys::MemoryContextReset(state.tmp_cxt);
+    });
 }
 
 /// Where each element and its neighbour tuple go: filled page by page from block 1, an

@@ -19,11 +19,10 @@ use super::centroids::{self, per_page};
 use super::meta::IvfMeta;
 use super::{index_dims, options, PAGE_CENTROIDS, PAGE_LIST};
 use crate::intent::{Target, CALIBRATION_QUERIES};
-use crate::opclass::{opclass_metric, prepare};
+use crate::opclass::opclass_metric;
 use crate::parallel::{self, Pool};
 use crate::storage::page::{self, PageImage};
 use crate::storage::{metapage, LockedBuffer};
-use crate::vector::Vector;
 
 // pg_stat_progress_create_index: pgvector's ivfflat phases.
 const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
@@ -356,29 +355,22 @@ unsafe extern "C-unwind" fn sample_callback(
     state: *mut std::ffi::c_void,
 ) {
     let s = &mut *(state as *mut Sampler);
-    if *isnull {
-        return;
-    }
-    let old = pg_sys::MemoryContextSwitchTo(s.tmp_cxt);
-    let v = Vector::from_datum_unchecked(*values);
-    crate::vector::errors::check_expected_dim(s.dims as i32, v.dim());
-    if let Some(v) = prepare(s.metric, v.as_slice()) {
+    let tid = page::from_item_pointer(&*tid).to_u64();
+    let (cxt, metric, dims) = (s.tmp_cxt, s.metric, s.dims);
+    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| {
         s.rows += 1;
         // Reservoir sampling (Algorithm R).
-        let tid = page::from_item_pointer(&*tid).to_u64();
         if s.sample.len() / s.dims < s.capacity {
-            s.sample.extend_from_slice(&v);
+            s.sample.extend_from_slice(v);
             s.sample_tids.push(tid);
         } else {
             let r = s.rng.below(s.rows as u64) as usize;
             if r < s.capacity {
-                s.sample[r * s.dims..(r + 1) * s.dims].copy_from_slice(&v);
+                s.sample[r * s.dims..(r + 1) * s.dims].copy_from_slice(v);
                 s.sample_tids[r] = tid;
             }
         }
-    }
-    pg_sys::MemoryContextSwitchTo(old);
-    pg_sys::MemoryContextReset(s.tmp_cxt);
+    });
 }
 
 #[pg_guard]
@@ -392,17 +384,11 @@ unsafe extern "C-unwind" fn load_callback(
 ) {
     let l = &mut *(state as *mut Loader);
     l.heap_tuples += 1.0;
-    if *isnull {
-        return;
-    }
-    let old = pg_sys::MemoryContextSwitchTo(l.tmp_cxt);
-    let v = Vector::from_datum_unchecked(*values);
-    if let Some(v) = prepare(l.metric, v.as_slice()) {
-        l.batch.extend_from_slice(&v);
+    let (cxt, metric, dims) = (l.tmp_cxt, l.metric, l.dims);
+    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| {
+        l.batch.extend_from_slice(v);
         l.batch_tids.push(page::from_item_pointer(&*tid));
-    }
-    pg_sys::MemoryContextSwitchTo(old);
-    pg_sys::MemoryContextReset(l.tmp_cxt);
+    });
     if l.batch_tids.len() >= BATCH_ROWS || l.batch.len() * 4 >= BATCH_BYTES {
         l.assign_batch();
     }
