@@ -25,6 +25,9 @@ CREATE OPERATOR CLASS vector_cosine_ops
     FUNCTION 2 vector_norm(vector);
 
 CREATE SCHEMA IF NOT EXISTS recall;
+-- Application roles call the functions here (index_info, evaluate, the towers); each checks
+-- its own privileges (recall.tune: ownership; the towers: SELECT on recall.models).
+GRANT USAGE ON SCHEMA recall TO PUBLIC;
 
 CREATE FUNCTION recall.index_info(regclass) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'index_info_wrapper' LANGUAGE C STRICT STABLE;

@@ -25,6 +25,30 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
     true
 }
 
+/// Which of this extension's access methods an index uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Hnsw,
+    Ivfflat,
+}
+
+/// The kind of `index`; an `ERROR` naming the index and its access method for any other.
+pub unsafe fn kind(index: pg_sys::Relation) -> Kind {
+    let am = pg_sys::get_am_name((*(*index).rd_rel).relam);
+    let am = if am.is_null() { String::new() } else { std::ffi::CStr::from_ptr(am).to_string_lossy().into_owned() };
+    match am.as_str() {
+        "hnsw" => Kind::Hnsw,
+        "ivfflat" => Kind::Ivfflat,
+        other => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not an hnsw or ivfflat index (access method \"{other}\")", crate::opclass::relname(index))
+            );
+        }
+    }
+}
+
 /// The handler's return value: a palloc'd copy of `routine`.
 pub fn handler_result(routine: pg_sys::IndexAmRoutine) -> pgrx::Internal {
     unsafe {

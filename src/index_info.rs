@@ -5,20 +5,24 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde_json::json;
 
+use crate::am::Kind;
 use crate::opclass::metric_name;
 
 #[pg_extern(sql = false)]
 fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
     unsafe {
         let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let am = pg_sys::get_am_name((*(*rel).rd_rel).relam);
-        let am = if am.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(am).to_string_lossy().into_owned()
-        };
-        let v = match am.as_str() {
-            "hnsw" => {
+        let v = describe(rel);
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        pgrx::JsonB(v)
+    }
+}
+
+/// `recall.index_info()` of an open index.
+pub unsafe fn describe(rel: pg_sys::Relation) -> serde_json::Value {
+    {
+        match crate::am::kind(rel) {
+            Kind::Hnsw => {
                 let m = crate::hnsw::meta::read(rel);
                 json!({
                     "am": "hnsw",
@@ -30,7 +34,7 @@ fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
                     "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"ef_search": m.calibrated_ef_search})),
                 })
             }
-            "ivfflat" => {
+            Kind::Ivfflat => {
                 let m = crate::ivf::meta::read(rel);
                 json!({
                     "am": "ivfflat",
@@ -46,20 +50,7 @@ fn index_info(index: pg_sys::Oid) -> pgrx::JsonB {
                     "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"probes": m.default_probes})),
                 })
             }
-            other => {
-                pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                    format!(
-                        "\"{}\" is not an hnsw or ivfflat index (access method \"{other}\")",
-                        crate::opclass::relname(rel)
-                    )
-                );
-            }
-        };
-        pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        pgrx::JsonB(v)
+        }
     }
 }
 
@@ -78,6 +69,7 @@ pub fn calibration(
     let intent = crate::intent::OptimizedFor::from_code(code as i32).map(|i| i.name());
     json!({
         "optimized_for": intent,
+        "by": if code == crate::intent::TUNED { "recall.tune" } else { "build" },
         "target_recall": (target_recall as f64 * 1e4).round() / 1e4,
         "target_k": target_k,
         "chosen": chosen,

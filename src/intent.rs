@@ -54,12 +54,24 @@ impl OptimizedFor {
     }
 }
 
+/// Calibration codes stored in the metapages next to the `OptimizedFor` codes: a build with
+/// an explicit `target_recall`, and a `recall.tune()` call.
+pub const EXPLICIT_TARGET: u32 = 4;
+pub const TUNED: u32 = 5;
+
 /// What calibration aims for.
 #[derive(Clone, Copy, Debug)]
 pub struct Target {
     pub recall: f64,
     pub k: usize,
     pub intent: Option<OptimizedFor>,
+}
+
+impl Target {
+    /// The code recorded in the metapage for a calibration toward this target.
+    pub fn code(&self) -> u32 {
+        self.intent.map_or(EXPLICIT_TARGET, |i| i as u32)
+    }
 }
 
 pub const DEFAULT_K: usize = 10;

@@ -10,6 +10,7 @@ pub mod ivf;
 pub mod opclass;
 pub mod parallel;
 pub mod storage;
+pub mod tune;
 pub mod tower;
 pub mod vector;
 

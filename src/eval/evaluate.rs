@@ -44,17 +44,11 @@ fn operator(m: Metric) -> &'static str {
 fn target(index: pg_sys::Oid) -> Target {
     unsafe {
         let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let am = pg_sys::get_am_name((*(*rel).rd_rel).relam);
-        let am = if am.is_null() { String::new() } else { std::ffi::CStr::from_ptr(am).to_string_lossy().into_owned() };
-        if am != "hnsw" && am != "ivfflat" {
-            let name = crate::opclass::relname(rel);
-            pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                format!("\"{name}\" is not an hnsw or ivfflat index (access method \"{am}\")")
-            );
+        let am = match crate::am::kind(rel) {
+            crate::am::Kind::Hnsw => "hnsw",
+            crate::am::Kind::Ivfflat => "ivfflat",
         }
+        .to_string();
         let metric = crate::opclass::opclass_metric(rel);
         let heap = (*(*rel).rd_index).indrelid;
         let attnum = *(*(*rel).rd_index).indkey.values.as_ptr();

@@ -10,14 +10,12 @@ use recall_core::distance::Metric;
 use recall_core::hnsw::build::MemGraph;
 use recall_core::hnsw::dedup::group_identical;
 use recall_core::hnsw::tuple::{self, ItemPtr};
-use recall_core::calibrate::{hnsw_recall, smallest, Truth};
 use recall_core::hnsw::HnswParams;
-use recall_core::rng::SplitMix64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::meta::{self, HnswMeta};
 use super::{index_dims, insert, opclass_metric, options, PAGE_ELEMENTS};
-use crate::intent::{Target, CALIBRATION_QUERIES};
+
 use crate::parallel;
 use crate::storage::{page, LockedBuffer};
 
@@ -106,6 +104,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     if !state.on_disk {
         write_graph(&mut state, true);
+    } else if let Some(t) = options::target(index) {
+        // The graph never was whole in memory: measure it on its pages instead.
+        super::calibrate::calibrate_pages(index, t, t.code());
     }
     pg_sys::MemoryContextDelete(state.tmp_cxt);
     let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
@@ -145,14 +146,6 @@ unsafe extern "C-unwind" fn build_callback(
                     format!("hnsw graph no longer fits into maintenance_work_mem after {} tuples", state.tids.len()),
                     "Building will take significantly more time. Increase maintenance_work_mem to speed up builds."
                 );
-                if options::target(state.index).is_some() {
-                    ereport!(
-                        NOTICE,
-                        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-                        "hnsw index will not be calibrated: calibration needs the whole graph in maintenance_work_mem",
-                        "Raise maintenance_work_mem and REINDEX, or set hnsw.ef_search yourself."
-                    );
-                }
                 write_graph(state, false);
                 state.on_disk = true;
             }
@@ -244,7 +237,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let mut meta = HnswMeta::new(dims, m, state.ef_construction, state.metric);
     if calibrate {
         if let Some(t) = options::target(state.index) {
-            calibrate_graph(&graph, t, &mut meta);
+            super::calibrate::calibrate_graph(&graph, t, &mut meta);
         }
     }
     if let Some(e) = graph.entry() {
@@ -336,66 +329,6 @@ fn neighbour_tuple(graph: &MemGraph, node: u32, m: usize, ptrs: &[(ItemPtr, Item
 }
 
 /// The init fork of an unlogged index: an empty metapage.
-/// The smallest ef_search whose recall@k, measured on indexed vectors as queries against
-/// their exact neighbours, reaches the target; recorded in the metapage and reported.
-fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
-    let n = graph.len();
-    if n < 2 {
-        return;
-    }
-    let mut queries: Vec<u32> = (0..n as u32).collect();
-    SplitMix64::new(0xCA11_B4A7).shuffle(&mut queries);
-    queries.truncate(CALIBRATION_QUERIES);
-    let (dims, k) = (graph.dims, t.k);
-    let (ef, recall) = parallel::run(
-        parallel::maintenance_threads(),
-        |cancel| {
-            let qv: Vec<f32> = queries.iter().flat_map(|&q| graph.vector(q).to_vec()).collect();
-            let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
-            let mut truth = Truth::new(qv, ids, dims, k, graph.metric);
-            // In chunks, so a cancel is noticed within one chunk's work.
-            const CHUNK: usize = 65536;
-            let zeros = vec![0u32; CHUNK.min(n)];
-            for start in (0..n).step_by(CHUNK) {
-                if cancel.load(Ordering::Relaxed) {
-                    return (0, 0.0);
-                }
-                let end = (start + CHUNK).min(n);
-                let all: Vec<u64> = (start as u64..end as u64).collect();
-                truth.observe(&graph.vectors()[start * dims..end * dims], &all, &zeros[..end - start]);
-            }
-            let truth = truth.finish();
-            smallest(k.min(MAX_EF_SEARCH), MAX_EF_SEARCH, t.recall, |ef| {
-                if cancel.load(Ordering::Relaxed) {
-                    1.0 // ends the bisection; run() raises the cancel
-                } else {
-                    hnsw_recall(graph, &queries, &truth, k, ef)
-                }
-            })
-        },
-        || {},
-    );
-    meta.calibrated_ef_search = ef as u32;
-    meta.calibrated_recall = recall as f32;
-    meta.calibration = t.intent.map_or(4, |i| i as u32);
-    meta.target_recall = t.recall as f32;
-    meta.target_k = k as u32;
-    meta.calibration_queries = queries.len() as u32;
-    let reached = if recall >= t.recall { "" } else { " (the target is not reachable within ef_search 1000)" };
-    ereport!(
-        NOTICE,
-        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-        format!(
-            "hnsw calibrated: ef_search {ef} for recall@{k} {:.3} (measured {recall:.3} on {} indexed rows){reached}",
-            t.recall,
-            queries.len()
-        )
-    );
-}
-
-/// `hnsw.ef_search`'s upper bound.
-const MAX_EF_SEARCH: usize = 1000;
-
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let dims = index_dims(index);

@@ -212,22 +212,27 @@ pub unsafe fn for_each_element(
 ) {
     for blk in 1..nblocks(index) {
         pg_sys::vacuum_delay_point();
-        pgrx::check_for_interrupts!();
-        let buf = LockedBuffer::read(index, blk, Lock::Share);
-        let p = buf.page();
-        if page::kind(p) != Some(PAGE_ELEMENTS) {
-            continue;
-        }
-        for off in 1..=page::max_offset(p) {
-            if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
-                f(
-                    ItemPtr {
-                        block: blk,
-                        offset: off,
-                    },
-                    e,
-                );
-            }
+        elements_on(index, blk, dims, &mut f);
+    }
+}
+
+/// Calls `f(element pointer, element)` for every element on block `blk` (none if it is not
+/// an element page), under a share lock released on return.
+pub unsafe fn elements_on(
+    index: pg_sys::Relation,
+    blk: u32,
+    dims: usize,
+    mut f: impl FnMut(ItemPtr, Element<'_>),
+) {
+    pgrx::check_for_interrupts!();
+    let buf = LockedBuffer::read(index, blk, Lock::Share);
+    let p = buf.page();
+    if page::kind(p) != Some(PAGE_ELEMENTS) {
+        return;
+    }
+    for off in 1..=page::max_offset(p) {
+        if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
+            f(ItemPtr { block: blk, offset: off }, e);
         }
     }
 }

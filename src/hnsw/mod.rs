@@ -3,6 +3,7 @@
 //! `recall_core::hnsw`; this module maps them onto Postgres pages.
 
 pub mod build;
+pub mod calibrate;
 pub mod cost;
 pub mod graph;
 pub mod handler;

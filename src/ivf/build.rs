@@ -9,16 +9,16 @@ use pgrx::prelude::*;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
 use recall_core::ivf::kmeans::{kmeans, normalize, KMeansParams};
-use recall_core::calibrate::{cheapest, ivf_curve, Truth};
+use recall_core::calibrate::Truth;
 use recall_core::ivf::{default_probes, sample_rows, self_sized_lists, tuple};
 use recall_core::nearest::{nearest_two, squared_norms};
-use recall_core::rng::SplitMix64;
+use recall_core::sample::Reservoir;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::centroids::{self, per_page};
+use super::centroids::per_page;
 use super::meta::IvfMeta;
 use super::{index_dims, options, PAGE_CENTROIDS, PAGE_LIST};
-use crate::intent::{Target, CALIBRATION_QUERIES};
+use crate::intent::CALIBRATION_QUERIES;
 use crate::opclass::opclass_metric;
 use crate::parallel::{self, Pool};
 use crate::storage::page::{self, PageImage};
@@ -58,12 +58,8 @@ use crate::am::progress;
 struct Sampler {
     dims: usize,
     metric: Metric,
-    capacity: usize,
-    rows: usize,
-    sample: Vec<f32>,
-    /// The sampled rows' heap TIDs (calibration queries leave themselves out).
-    sample_tids: Vec<u64>,
-    rng: SplitMix64,
+    /// Sampled rows with their heap TIDs (calibration queries leave themselves out).
+    sample: Reservoir,
     tmp_cxt: pg_sys::MemoryContext,
 }
 
@@ -169,11 +165,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let mut sampler = Sampler {
         dims,
         metric,
-        capacity: wanted.min(fits).max(1),
-        rows: 0,
-        sample: Vec::new(),
-        sample_tids: Vec::new(),
-        rng: SplitMix64::new(0x1F5EED),
+        sample: Reservoir::new(dims, wanted.min(fits).max(1), 0x1F5EED),
         tmp_cxt: temp_context(c"ivfflat build sample context"),
     };
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_KMEANS);
@@ -186,7 +178,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     pg_sys::MemoryContextDelete(sampler.tmp_cxt);
 
-    let rows = sampler.rows;
+    let rows = sampler.sample.seen();
     let lists_requested = requested.unwrap_or_else(|| self_sized_lists(rows));
     if rows < lists_requested {
         ereport!(
@@ -197,7 +189,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
     }
     let spherical = metric != Metric::L2;
-    let sample_count = sampler.sample.len() / dims;
+    let sample_count = sampler.sample.len();
     let params = KMeansParams {
         k: lists_requested,
         max_iterations: KMEANS_ITERATIONS,
@@ -210,12 +202,12 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     let done = AtomicUsize::new(0);
     let pool = Pool::new(parallel::maintenance_threads());
-    let sample = std::mem::take(&mut sampler.sample);
+    let (sample, sample_tids) = sampler.sample.into_parts();
     let target = options::target(index);
-    // The reservoir is a uniform sample in random order: its first rows are random rows.
+    // The sample is shuffled: its first rows are random rows.
     let truth = target.map(|t| {
         let q = CALIBRATION_QUERIES.min(sample_count);
-        Truth::new(sample[..q * dims].to_vec(), sampler.sample_tids[..q].to_vec(), dims, t.k, metric)
+        Truth::new(sample[..q * dims].to_vec(), sample_tids[..q].to_vec(), dims, t.k, metric)
     });
     let clustered = pool.run(
         |cancel| kmeans(&sample, dims, &params, cancel, &done),
@@ -306,7 +298,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     meta.sample_rows = sample_count as u32;
     meta.kmeans_iterations = clustered.iterations as u32;
     if let (Some(t), Some(truth)) = (target, loader.truth.take()) {
-        calibrate(&mut meta, &loader.centroids, t, truth, &loader.pool);
+        super::calibrate::calibrate(&mut meta, &loader.centroids, t, truth, &loader.pool);
     }
     {
         let buf = LockedBuffer::read(
@@ -357,20 +349,7 @@ unsafe extern "C-unwind" fn sample_callback(
     let s = &mut *(state as *mut Sampler);
     let tid = page::from_item_pointer(&*tid).to_u64();
     let (cxt, metric, dims) = (s.tmp_cxt, s.metric, s.dims);
-    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| {
-        s.rows += 1;
-        // Reservoir sampling (Algorithm R).
-        if s.sample.len() / s.dims < s.capacity {
-            s.sample.extend_from_slice(v);
-            s.sample_tids.push(tid);
-        } else {
-            let r = s.rng.below(s.rows as u64) as usize;
-            if r < s.capacity {
-                s.sample[r * s.dims..(r + 1) * s.dims].copy_from_slice(v);
-                s.sample_tids[r] = tid;
-            }
-        }
-    });
+    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| s.sample.offer(v, tid));
 }
 
 #[pg_guard]
@@ -460,54 +439,6 @@ impl Loader {
         buf.mark_dirty();
         self.heads[j] = buf.block();
     }
-}
-
-/// Picks the smallest probe count whose measured recall reaches the target, records it as
-/// the index's default, and says so.
-fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth, pool: &Pool) {
-    let dims = meta.dims as usize;
-    let lists = meta.lists as usize;
-    let metric = meta.metric();
-    let queries: Vec<Vec<f32>> = (0..truth.queries()).map(|q| truth.query(q).to_vec()).collect();
-    let truth = truth.finish();
-    if queries.is_empty() {
-        return;
-    }
-    let list_rank: Vec<Vec<u32>> = pool.run(
-        |_| {
-            use rayon::prelude::*;
-            queries
-                .par_iter()
-                .map(|q| {
-                    let mut rank = vec![0u32; lists];
-                    for (r, (_, j)) in centroids::ranked(centroids, dims, metric, q).into_iter().enumerate() {
-                        rank[j as usize] = r as u32;
-                    }
-                    rank
-                })
-                .collect()
-        },
-        || {},
-    );
-    let curve = ivf_curve(&truth, &list_rank, lists, t.k);
-    let (probes, achieved) = cheapest(&curve, t.recall);
-    meta.default_probes = probes as u32;
-    meta.calibration = t.intent.map_or(4, |i| i as u32);
-    meta.target_recall = t.recall as f32;
-    meta.target_k = t.k as u32;
-    meta.calibrated_recall = achieved as f32;
-    meta.calibration_queries = queries.len() as u32;
-    let reached = if achieved >= t.recall { "" } else { " (the target is not reachable: every list is probed)" };
-    ereport!(
-        NOTICE,
-        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-        format!(
-            "ivfflat calibrated: {probes} of {lists} probes for recall@{} {:.3} (measured {achieved:.3} on {} indexed rows){reached}",
-            t.k,
-            t.recall,
-            queries.len()
-        )
-    );
 }
 
 #[pg_guard]

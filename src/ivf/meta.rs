@@ -94,3 +94,7 @@ impl Metapage for IvfMeta {
 pub unsafe fn read(index: pg_sys::Relation) -> IvfMeta {
     metapage::read(index)
 }
+
+pub unsafe fn update(index: pg_sys::Relation, f: impl FnOnce(&mut IvfMeta)) {
+    metapage::update(index, f)
+}

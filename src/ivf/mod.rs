@@ -7,10 +7,12 @@
 //! and linking to that list's previous page.
 
 pub mod build;
+pub mod calibrate;
 pub mod centroids;
 pub mod cost;
 pub mod handler;
 pub mod insert;
+pub mod lists;
 pub mod meta;
 pub mod options;
 pub mod scan;

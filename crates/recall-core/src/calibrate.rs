@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use std::collections::HashSet;
 
 use crate::distance::{order_distance, Metric};
-use crate::hnsw::build::{MemGraph, MemView};
+use crate::hnsw::build::MemGraph;
 use crate::hnsw::search::{greedy, search_layer, GraphView, Scored};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,6 +56,10 @@ impl Truth {
         assert_eq!(queries.len(), query_ids.len() * dims);
         let n = query_ids.len();
         Truth { dims, k, metric, queries, query_ids, heaps: vec![BinaryHeap::with_capacity(k + 1); n] }
+    }
+
+    pub fn query_id(&self, q: usize) -> u64 {
+        self.query_ids[q]
     }
 
     pub fn queries(&self) -> usize {
@@ -141,57 +145,60 @@ pub fn cheapest(curve: &[f64], target: f64) -> (usize, f64) {
 /// it. An indexed vector searched for with its own node hidden behaves like a new query at
 /// the same place — searching with the node visible finds its neighbours through its own
 /// links, and measured 0.961 where held-out queries got 0.924 (fashion-mnist, ef 10).
-struct Hiding<'a> {
-    inner: MemView<'a>,
-    hidden: u32,
+struct Hiding<G: GraphView> {
+    inner: G,
+    hidden: G::Id,
 }
 
-impl GraphView for Hiding<'_> {
-    type Id = u32;
-    fn distance(&mut self, id: u32) -> Option<f32> {
+impl<G: GraphView> GraphView for Hiding<G> {
+    type Id = G::Id;
+    fn distance(&mut self, id: G::Id) -> Option<f32> {
         if id == self.hidden {
             None
         } else {
             self.inner.distance(id)
         }
     }
-    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
+    fn neighbours(&mut self, id: G::Id, level: usize, out: &mut Vec<G::Id>) {
         self.inner.neighbours(id, level, out)
     }
-    fn prefetch(&mut self, id: u32) {
+    fn prefetch(&mut self, id: G::Id) {
         self.inner.prefetch(id)
     }
 }
 
-/// [`search`](crate::hnsw::build::search) for node `q`'s vector with `q` hidden.
-fn search_hiding(g: &MemGraph, q: u32, k: usize, ef: usize) -> Vec<Scored<u32>> {
-    let Some(entry) = g.entry() else {
-        return Vec::new();
-    };
-    let qv = g.vector(q);
-    let mut view = Hiding { inner: g.view(qv), hidden: q };
+/// The `k` nodes an HNSW search at beam width `ef` returns for `graph`'s query (the vector
+/// of node `hidden`) when node `hidden` is invisible, closest first. The same descent and
+/// layer search a scan runs, from the entry point at `entry_level`.
+pub fn search_hiding<G>(graph: G, hidden: G::Id, entry: G::Id, entry_level: usize, k: usize, ef: usize) -> Vec<G::Id>
+where
+    G: GraphView,
+    G::Id: std::hash::Hash,
+{
+    let mut view = Hiding { inner: graph, hidden };
     let mut buf = Vec::new();
     // The entry point itself may be the hidden node (one query in n): start there anyway.
-    let mut cur = Scored { dist: view.inner.distance(entry).unwrap_or(f32::INFINITY), id: entry };
-    for l in (1..=g.level(entry) as usize).rev() {
+    let Some(d) = view.inner.distance(entry) else {
+        return Vec::new();
+    };
+    let mut cur = Scored { dist: d, id: entry };
+    for l in (1..=entry_level).rev() {
         cur = greedy(&mut view, cur, l, &mut buf);
     }
-    let mut visited = std::collections::HashSet::new();
+    let mut visited = HashSet::new();
     let mut r = search_layer(&mut view, &[cur], ef.max(k), 0, &mut visited, &mut buf);
-    r.retain(|s| s.id != q);
-    r.truncate(k);
-    r
+    r.retain(|s| s.id != hidden);
+    r.into_iter().take(k).map(|s| s.id).collect()
 }
 
-/// Recall@k of the in-memory graph at beam width `ef` for the given query nodes, each
-/// searched with its own node hidden (it is also left out of its truth).
-pub fn hnsw_recall(g: &MemGraph, queries: &[u32], truth: &[Vec<Neighbour>], k: usize, ef: usize) -> f64 {
-    let hits: usize = queries
-        .par_iter()
-        .zip(truth)
-        .map(|(&q, t)| {
+/// Recall@k of `found[q]` (ids, any order) against `truth[q]`.
+pub fn recall_of(truth: &[Vec<Neighbour>], found: &[Vec<u64>], k: usize) -> f64 {
+    let hits: usize = truth
+        .iter()
+        .zip(found)
+        .map(|(t, f)| {
             let want: HashSet<u64> = t.iter().take(k).map(|n| n.id).collect();
-            search_hiding(g, q, k, ef).iter().filter(|s| want.contains(&(s.id as u64))).count()
+            f.iter().take(k).filter(|id| want.contains(id)).count()
         })
         .sum();
     let total: usize = truth.iter().map(|t| t.len().min(k)).sum();
@@ -202,14 +209,44 @@ pub fn hnsw_recall(g: &MemGraph, queries: &[u32], truth: &[Vec<Neighbour>], k: u
     }
 }
 
-/// The smallest setting in `lo..=hi` whose recall reaches `target`, by bisection (recall
-/// grows with the setting), and that recall; `hi` when even it falls short.
+/// Recall@k of the in-memory graph at beam width `ef` for the given query nodes, each
+/// searched with its own node hidden (it is also left out of its truth).
+pub fn hnsw_recall(g: &MemGraph, queries: &[u32], truth: &[Vec<Neighbour>], k: usize, ef: usize) -> f64 {
+    let Some(entry) = g.entry() else {
+        return recall_of(truth, &vec![Vec::new(); queries.len()], k);
+    };
+    let found: Vec<Vec<u64>> = queries
+        .par_iter()
+        .map(|&q| {
+            search_hiding(g.view(g.vector(q)), q, entry, g.level(entry) as usize, k, ef)
+                .into_iter()
+                .map(u64::from)
+                .collect()
+        })
+        .collect();
+    recall_of(truth, &found, k)
+}
+
+/// The smallest setting in `lo..=hi` whose recall reaches `target` (recall grows with the
+/// setting), and that recall; `hi` and its recall when even it falls short.
+///
+/// Doubling from `lo` first, then bisecting the last doubling step: the cost of a setting
+/// grows with it, and the answer is usually small, so this avoids measuring the largest
+/// settings at all (a bisection over the whole range starts with `hi`).
 pub fn smallest(lo: usize, hi: usize, target: f64, mut recall_at: impl FnMut(usize) -> f64) -> (usize, f64) {
-    let top = recall_at(hi);
-    if top < target {
-        return (hi, top);
+    let lo = lo.clamp(1, hi.max(1));
+    let (mut below, mut at) = (lo - 1, lo);
+    let mut r = recall_at(at);
+    while r < target {
+        if at >= hi {
+            return (hi, r);
+        }
+        below = at;
+        at = (at * 2).min(hi);
+        r = recall_at(at);
     }
-    let (mut lo, mut hi, mut best) = (lo, hi, top);
+    // recall(below) < target (or below = lo − 1, never measured) and recall(at) ≥ target.
+    let (mut lo, mut hi, mut best) = (below + 1, at, r);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let r = recall_at(mid);
@@ -264,6 +301,16 @@ mod tests {
         assert_eq!(smallest(1, 1000, 0.999, curve), (1000, 0.999));
         assert_eq!(smallest(1, 10, 0.99, curve).0, 10);
         assert_eq!(smallest(5, 10, 0.1, curve), (5, 0.8));
+        // Expensive large settings are never measured when a small one suffices.
+        let mut measured = Vec::new();
+        smallest(10, 1000, 0.95, |x| {
+            measured.push(x);
+            curve(x)
+        });
+        assert!(measured.iter().all(|&x| x <= 40), "{measured:?}");
+        // Recall that is not monotone at the low end still gives a setting that reaches it.
+        let (x, r) = smallest(1, 100, 0.5, |x| if x == 1 { 0.9 } else { curve(x) });
+        assert_eq!((x, r), (1, 0.9));
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod item;
 pub mod ivf;
 pub mod nearest;
 pub mod rng;
+pub mod sample;
 pub mod tower;
 pub mod vector_text;
