@@ -138,6 +138,21 @@ mod tests {
             };
             let (low, high) = (at(0.5, 10), at(0.999, 10));
             assert!(low <= chosen && chosen <= high, "{am}: {low} {chosen} {high}");
+            if am == "hnsw" {
+                // A beam narrower than k is measured as a relaxed scan that continues; with
+                // iterative scans off, the scan widens it to target_k instead.
+                let narrow = at(0.3, 10);
+                let effective = |setting: &str| {
+                    Spi::run(&format!("SET LOCAL hnsw.iterative_scan = {setting}")).unwrap();
+                    Spi::get_one::<i64>("SELECT (params->>'effective_ef_search')::bigint FROM recall.evaluate('tn_hnsw', 'SELECT v FROM tn_q LIMIT 3', 10)")
+                        .unwrap()
+                        .unwrap() as u64
+                };
+                assert!(narrow < 10, "a 0.3 target needs a beam narrower than k: {narrow}");
+                assert_eq!(effective("relaxed_order"), narrow);
+                assert_eq!(effective("off"), 10);
+                Spi::run("RESET hnsw.iterative_scan").unwrap();
+            }
             let k50 = Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.tune('tn_{am}', 0.9, 50)")).unwrap().unwrap().0;
             assert_eq!(k50["calibration"]["target_k"], 50, "{am}: {k50}");
             assert!(k50["calibration"]["measured_recall"].as_f64().unwrap() >= 0.9, "{am}: {k50}");

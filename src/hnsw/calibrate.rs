@@ -46,7 +46,7 @@ pub fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
                 truth.observe(&graph.vectors()[start * dims..end * dims], &all, &zeros[..end - start]);
             }
             let truth = truth.finish();
-            smallest(k.min(MAX_EF_SEARCH), MAX_EF_SEARCH, t.recall, |ef| {
+            smallest(1, MAX_EF_SEARCH, t.recall, |ef| {
                 if cancel.load(Ordering::Relaxed) {
                     1.0 // ends the bisection; run() raises the cancel
                 } else {
@@ -116,7 +116,7 @@ pub unsafe fn calibrate_pages(index: pg_sys::Relation, t: Target, code: u32) {
     let queries: Vec<(u64, Vec<f32>)> = (0..truth.queries()).map(|q| (truth.query_id(q), truth.query(q).to_vec())).collect();
     let truth = truth.finish();
     let entry = meta.entry().expect("an index with rows has an entry point").to_u64();
-    let (ef, recall) = smallest(k.min(MAX_EF_SEARCH), MAX_EF_SEARCH, t.recall, |ef| {
+    let (ef, recall) = smallest(1, MAX_EF_SEARCH, t.recall, |ef| {
         let found: Vec<Vec<u64>> = queries
             .iter()
             .map(|(id, v)| {

@@ -157,7 +157,14 @@ pub unsafe fn build_options(index: pg_sys::Relation) -> (usize, usize) {
 /// index's calibrated value, else the default.
 pub fn effective_ef_search(meta: &super::meta::HnswMeta) -> usize {
     if meta.calibrated_ef_search > 0 && !crate::intent::guc_is_set(c"hnsw.ef_search") {
-        meta.calibrated_ef_search as usize
+        // Calibration measures relaxed scans, which continue past the first batch: a value
+        // below target_k only holds when scans may continue.
+        let ef = meta.calibrated_ef_search as usize;
+        if ITERATIVE_SCAN.get() == IterativeScan::Off {
+            ef.max(meta.target_k as usize)
+        } else {
+            ef
+        }
     } else {
         EF_SEARCH.get().max(1) as usize
     }

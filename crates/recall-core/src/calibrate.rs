@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use crate::distance::{order_distance, Metric};
 use crate::hnsw::build::MemGraph;
-use crate::hnsw::search::{greedy, search_layer, GraphView, Scored};
+use crate::hnsw::search::{greedy, Continuation, GraphView, ResumableSearch, Scored};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbour {
@@ -167,9 +167,10 @@ impl<G: GraphView> GraphView for Hiding<G> {
     }
 }
 
-/// The `k` nodes an HNSW search at beam width `ef` returns for `graph`'s query (the vector
-/// of node `hidden`) when node `hidden` is invisible, closest first. The same descent and
-/// layer search a scan runs, from the entry point at `entry_level`.
+/// The first `k` nodes an HNSW index scan at beam width `ef` returns for `graph`'s query
+/// (the vector of node `hidden`) when node `hidden` is invisible: the same upper-layer
+/// descent from the entry point at `entry_level`, then the relaxed-order layer-0 scan, batch
+/// after batch of `ef` — so `ef` below `k` is measured as a scan with `LIMIT k` runs it.
 pub fn search_hiding<G>(graph: G, hidden: G::Id, entry: G::Id, entry_level: usize, k: usize, ef: usize) -> Vec<G::Id>
 where
     G: GraphView,
@@ -186,9 +187,16 @@ where
         cur = greedy(&mut view, cur, l, &mut buf);
     }
     let mut visited = HashSet::new();
-    let mut r = search_layer(&mut view, &[cur], ef.max(k), 0, &mut visited, &mut buf);
-    r.retain(|s| s.id != hidden);
-    r.into_iter().take(k).map(|s| s.id).collect()
+    let mut scan = ResumableSearch::new(&[cur], ef, Continuation::Relaxed, &mut visited);
+    let mut found = Vec::with_capacity(k);
+    while found.len() < k {
+        match scan.next(&mut view, &mut visited, u64::MAX) {
+            Some(s) if s.id != hidden => found.push(s.id),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    found
 }
 
 /// Recall@k of `found[q]` (ids, any order) against `truth[q]`.
