@@ -12,7 +12,7 @@ STATE := /var/tmp/pg_recall
 PGRX_TEST_DATA := $(STATE)/pgrx-test
 TEST_CLUSTER := $(STATE)/test-cluster
 
-.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core bench
+.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core bench bench-intent
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -61,3 +61,9 @@ bench-core:
 bench: bootstrap install
 	@bash scripts/cluster.sh start
 	$(PY) benches/bench.py --url "$$(bash scripts/cluster.sh url)" $(BENCH_ARGS)
+
+## What optimized_for / target_recall / recall.tune deliver on held-out queries, against the
+## cheapest hand-tuned setting (benches/intent.py); results in bench-results/intent-*.json.
+bench-intent: bootstrap install
+	@bash scripts/cluster.sh start
+	$(PY) benches/intent.py --url "$$(bash scripts/cluster.sh url)" $(BENCH_ARGS)

@@ -10,6 +10,7 @@ Then `recall.tune()` on the plain index, and `target_recall = 0.95, target_k = 5
 Writes `bench-results/intent-<dataset>.json`.
 
 Usage: intent.py --url URL [--datasets fashion-mnist,synthetic-ip] [--ams hnsw,ivfflat]
+                 [--intents recall,balanced,latency|none] [--no-k500]
 """
 import argparse
 import json
@@ -96,7 +97,7 @@ def compare(url, sql, queries, gt, k, knob, best):
     return statistics.median(cal), statistics.median(hand)
 
 
-def bench(url, name, n_queries, ams):
+def bench(url, name, n_queries, ams, intents, k500):
     loader, metric, op, opclass = DATASETS[name]
     print(f"== {name}", flush=True)
     base, queries = loader(n_queries)
@@ -126,7 +127,7 @@ def bench(url, name, n_queries, ams):
                        "held_out_recall": r, "qps": qps}
         print(f"  recall.tune 0.95: {tune_s:.1f} s → {field} {chosen}, held-out recall@10 {r:.4f}, {qps:.0f} QPS",
               flush=True)
-        for intent, target in INTENTS.items():
+        for intent, target in ((i, INTENTS[i]) for i in intents):
             secs, info = build(conn, table, am, opclass, f" WITH (optimized_for = '{intent}')")
             cal = info["calibration"]
             chosen = cal["chosen"][field]
@@ -144,6 +145,9 @@ def bench(url, name, n_queries, ams):
                   f"{cal['measured_recall']:.3f}) → held-out {r:.4f}; cheapest hand-tuned {field} {best}; "
                   f"QPS {row.get('qps', 0):.0f} vs {row.get('qps_hand_tuned', 0):.0f} "
                   f"(ratio {row.get('qps_ratio', 0):.3f})", flush=True)
+        if not k500:
+            conn.execute(f"DROP INDEX {table}_{am}")
+            continue
         secs, info = build(conn, table, am, opclass, " WITH (target_recall = 0.95, target_k = 500)")
         chosen = info["calibration"]["chosen"][field]
         r, qps, p50 = point(url, sql.format(k=500), queries, gt, 500, None)
@@ -165,9 +169,12 @@ def main():
     ap.add_argument("--datasets", default="fashion-mnist,synthetic-ip")
     ap.add_argument("--ams", default="hnsw,ivfflat")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--intents", default=",".join(INTENTS), help="comma list, or 'none'")
+    ap.add_argument("--no-k500", action="store_true", help="skip target_recall 0.95, target_k 500")
     a = ap.parse_args()
+    intents = [] if a.intents == "none" else a.intents.split(",")
     for name in a.datasets.split(","):
-        bench(a.url, name, a.queries, a.ams.split(","))
+        bench(a.url, name, a.queries, a.ams.split(","), intents, not a.no_k500)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! Graph-quality probe on the baselines' synthetic inner-product set (unit-norm Gaussian
 //! mixture, 128 dims): recall@10 and distance evaluations per query over an ef sweep, for
 //! plain and keep-pruned neighbour selection.
-//! `cargo run --release --example hnsw_mixture [n] [keep_pruned 0/1] [m] [ef_construction]`
+//! `cargo run --release --example hnsw_mixture [n] [keep_pruned 0/1] [m] [ef_construction] [k]`
 use recall_core::distance::{order_distance, Metric};
 use recall_core::hnsw::build::{search_counted, MemGraph};
 use recall_core::hnsw::HnswParams;
@@ -15,6 +15,7 @@ fn main() {
     let keep = a.get(2).is_some_and(|s| s == "1");
     let m: usize = a.get(3).map(|s| s.parse().unwrap()).unwrap_or(16);
     let efc: usize = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(64);
+    let k: usize = a.get(5).map(|s| s.parse().unwrap()).unwrap_or(10);
     let (dims, centres, nq) = (128usize, 1000usize, 200usize);
     let mut rng = SplitMix64::new(7);
     let mut gauss = move || {
@@ -64,20 +65,20 @@ fn main() {
                 .enumerate()
                 .map(|(i, x)| (order_distance(Metric::InnerProduct, q, x), i as u32))
                 .collect();
-            d.select_nth_unstable_by(10, |a, b| a.0.total_cmp(&b.0));
-            d[..10].iter().map(|x| x.1).collect()
+            d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
+            d[..k].iter().map(|x| x.1).collect()
         })
         .collect();
-    for ef in [40, 160, 320, 1000] {
+    for ef in [40, 160, 320, 1000, 2000, 4000].into_iter().filter(|&ef| ef >= k) {
         let (mut hits, mut evals) = (0, 0);
         for (qi, q) in qs.chunks(dims).enumerate() {
-            let (r, n) = search_counted(&g, q, 10, ef);
+            let (r, n) = search_counted(&g, q, k, ef);
             hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
             evals += n;
         }
         println!(
-            "ef={ef:<5} recall@10={:.4} evals/query={:.0}",
-            hits as f64 / (nq * 10) as f64,
+            "ef={ef:<5} recall@{k}={:.4} evals/query={:.0}",
+            hits as f64 / (nq * k) as f64,
             evals as f64 / nq as f64
         );
     }
