@@ -73,6 +73,9 @@ fn tune(index: pg_sys::Oid, target_recall: f32, target_k: i32) -> JsonB {
             Kind::Hnsw => crate::hnsw::calibrate::tune(rel, t),
             Kind::Ivfflat => crate::ivf::calibrate::tune(rel, t),
         }
+        // The metapage record is this transaction's only WAL: without an XID there is no
+        // commit record to flush it, and a crash soon after would lose the new setting.
+        pg_sys::XLogFlush(pg_sys::GetXLogInsertRecPtr());
         let info = crate::index_info::describe(rel);
         pg_sys::index_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         pg_sys::table_close(heap, heap_lock);

@@ -1,5 +1,5 @@
 """The calibrated search setting lives in the index's metapage: it survives a restart and
-scans keep using it."""
+scans keep using it; a recall.tune() survives a crash."""
 import pytest
 from pgcluster import Cluster
 from runner import datasets
@@ -27,5 +27,13 @@ def test_calibration_survives_a_restart(am, knob):
                 f"SELECT params->>'effective_{knob}' FROM recall.evaluate('rp_embedding_idx', "
                 "'SELECT embedding FROM rp LIMIT 5', 10)").fetchone()[0]
             assert int(effective) == before["chosen"][knob]
+            # recall.tune writes the metapage through WAL: a crash right after it (no
+            # checkpoint) replays the new calibration.
+            tuned = p.execute("SELECT recall.tune('rp_embedding_idx', 0.99)->'calibration'").fetchone()[0]
+            assert tuned["by"] == "recall.tune" and tuned["target_recall"] == 0.99
+        c.kill9()
+        c.start()
+        with c.connect() as p:
+            assert p.execute("SELECT recall.index_info('rp_embedding_idx')->'calibration'").fetchone()[0] == tuned
     finally:
         c.destroy()
