@@ -74,8 +74,10 @@ fn tune(index: pg_sys::Oid, target_recall: f32, target_k: i32) -> JsonB {
             Kind::Ivfflat => crate::ivf::calibrate::tune(rel, t),
         }
         // The metapage record is this transaction's only WAL: without an XID there is no
-        // commit record to flush it, and a crash soon after would lose the new setting.
-        pg_sys::XLogFlush(pg_sys::GetXLogInsertRecPtr());
+        // commit record to flush it, and a crash soon after would lose the new setting. Flush to
+        // the end of our own last record: the insert position can sit past a page header that
+        // has not been written yet, and flushing there is an error.
+        pg_sys::XLogFlush(pg_sys::XactLastRecEnd);
         let info = crate::index_info::describe(rel);
         pg_sys::index_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         pg_sys::table_close(heap, heap_lock);
