@@ -5,12 +5,14 @@
 use pgrx::pg_sys;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::fasthash::IdMap;
+use std::collections::VecDeque;
 use recall_core::hnsw::search::{greedy, GraphView, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
 
 use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
 use crate::storage::buffer::Lock;
+use crate::storage::recent;
 use crate::storage::{page, LockedBuffer};
 
 pub struct PageGraph {
@@ -28,6 +30,9 @@ pub struct PageGraph {
     /// and re-pinning costs a buffer-table lookup.
     pinned: Option<(u32, pg_sys::Buffer)>,
     reads: u32,
+    /// Elements announced by `prefetch` whose distance is not computed yet, in order: each
+    /// distance starts loading the next one's item, whose line pointer has arrived by then.
+    ahead: VecDeque<ItemPtr>,
 }
 
 impl Drop for PageGraph {
@@ -53,6 +58,7 @@ impl PageGraph {
             vectors: keep_vectors.then(IdMap::default),
             pinned: None,
             reads: 0,
+            ahead: VecDeque::new(),
         }
     }
 
@@ -78,14 +84,12 @@ impl PageGraph {
         }
         let buf = match self.pinned {
             Some((blk, buf)) if blk == at.block => buf,
-            _ => unsafe {
-                let buf = match self.pinned.take() {
-                    Some((_, old)) => pg_sys::ReleaseAndReadBuffer(old, self.rel, at.block),
-                    None => pg_sys::ReadBuffer(self.rel, at.block),
-                };
+            _ => {
+                self.release_pin();
+                let buf = recent::read(self.rel, at.block);
                 self.pinned = Some((at.block, buf));
                 buf
-            },
+            }
         };
         unsafe {
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
@@ -165,6 +169,14 @@ impl GraphView for PageGraph {
     type Id = u64;
 
     fn distance(&mut self, id: u64) -> Option<f32> {
+        if self.ahead.front() == Some(&ItemPtr::from_u64(id)) {
+            self.ahead.pop_front();
+            if let Some(&next) = self.ahead.front() {
+                if let Some(buf) = recent::remembered(self.rel, next.block) {
+                    recent::prefetch_item(buf, next.offset);
+                }
+            }
+        }
         let (dims, metric, keep) = (self.dims, self.metric, self.vectors.is_some());
         let query = std::mem::take(&mut self.query);
         let r = self.with_element(ItemPtr::from_u64(id), |e| {
@@ -179,6 +191,24 @@ impl GraphView for PageGraph {
             cache.insert(id, v);
         }
         Some(d)
+    }
+
+    fn prefetch(&mut self, id: u64) {
+        let at = ItemPtr::from_u64(id);
+        if self.ahead.is_empty() {
+            if let Some(buf) = recent::remembered(self.rel, at.block) {
+                recent::prefetch_page_header(buf, at.offset);
+                recent::prefetch_item(buf, at.offset);
+            }
+        } else if let Some(buf) = recent::remembered(self.rel, at.block) {
+            recent::prefetch_page_header(buf, at.offset);
+        }
+        if self.ahead.len() >= 4 * self.m.max(16) {
+            // Hints that never met their distance call (a caller that prefetches and then
+            // stops): drop them rather than grow.
+            self.ahead.clear();
+        }
+        self.ahead.push_back(at);
     }
 
     fn neighbours(&mut self, id: u64, level: usize, out: &mut Vec<u64>) {

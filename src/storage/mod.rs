@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod metapage;
 pub mod page;
+pub mod recent;
 pub mod xlog;
 
 pub use buffer::LockedBuffer;

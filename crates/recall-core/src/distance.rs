@@ -136,6 +136,24 @@ pub fn prefetch(v: &[f32]) {
     }
 }
 
+/// Asks the CPU to start loading `len` bytes from `p`, every cache line of them: for data
+/// the caller knows it reads whole soon, where waiting for the hardware prefetcher to pick
+/// up the stream costs the first misses. Never faults, whatever `p` is.
+#[inline]
+pub fn prefetch_bytes(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut off = 0;
+        while off < len {
+            _mm_prefetch(p.wrapping_add(off) as *const i8, _MM_HINT_T0);
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Sequential reference loops: the semantics every kernel must reproduce, and the benches'
 /// baseline. A plain `fold` over `f32` keeps strict evaluation order, so the compiler cannot
 /// vectorise it.

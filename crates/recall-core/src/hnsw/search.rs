@@ -15,13 +15,14 @@ pub trait GraphView {
     /// Appends `id`'s neighbours at `level` to `out`.
     fn neighbours(&mut self, id: Self::Id, level: usize, out: &mut Vec<Self::Id>);
 
-    /// A hint that `distance(id)` comes next: the search is bound by memory latency, so
-    /// starting the load of the next vector while computing the current one pays off.
+    /// A hint that `distance(id)` comes soon: the search is bound by memory latency, so
+    /// starting the loads of a whole neighbour list before computing any of it lets the
+    /// misses overlap instead of being paid one after another.
     fn prefetch(&mut self, _id: Self::Id) {}
 }
 
-/// Evaluates the not-yet-visited ids of `buf` (in order), prefetching one ahead, and calls
-/// `f` with each one's distance.
+/// Evaluates the not-yet-visited ids of `buf` (in order), all of them prefetched first, and
+/// calls `f` with each one's distance.
 #[inline]
 fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
     g: &mut G,
@@ -30,15 +31,12 @@ fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
     mut f: impl FnMut(Scored<G::Id>),
 ) {
     buf.retain(|&n| visited.insert(n));
-    for i in 0..buf.len() {
-        if let Some(&next) = buf.get(i + 1) {
-            g.prefetch(next);
-        }
-        if let Some(d) = g.distance(buf[i]) {
-            f(Scored {
-                dist: d,
-                id: buf[i],
-            });
+    for &n in buf.iter() {
+        g.prefetch(n);
+    }
+    for &n in buf.iter() {
+        if let Some(d) = g.distance(n) {
+            f(Scored { dist: d, id: n });
         }
     }
 }

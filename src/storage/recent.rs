@@ -1,0 +1,140 @@
+//! Which shared buffer last held each index block, remembered by this backend across scans.
+//!
+//! A graph search pins a different page for nearly every distance it computes, and a plain
+//! `ReadBuffer` finds the page through the shared buffer mapping table: a partition lock and
+//! a hash probe whose cache and TLB misses cost more than the distance itself on large
+//! `shared_buffers`. `ReadRecentBuffer` pins a remembered buffer directly and verifies its
+//! tag under the buffer header lock, so a stale entry (page evicted, relation rewritten)
+//! costs one failed check and a normal read, never a wrong page.
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+
+/// Relations larger than this many blocks are not remembered (4 bytes per block).
+const MAX_BLOCKS: u32 = 1 << 24;
+/// How many relations are remembered; the least recently used one is forgotten first.
+const MAX_RELATIONS: usize = 64;
+
+type RelKey = (u32, u32, u32);
+
+thread_local! {
+    // Backends are single-threaded; thread_local is simply a per-backend global. A short
+    // list searched front to back (the relation in use moves to the front) beats hashing the
+    // key on every page read.
+    static RECENT: RefCell<Vec<(RelKey, Vec<pg_sys::Buffer>)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(feature = "pg15")]
+unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileNode) {
+    let n = (*rel).rd_node;
+    ((n.spcNode.to_u32(), n.dbNode.to_u32(), n.relNode.to_u32()), n)
+}
+
+#[cfg(not(feature = "pg15"))]
+unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileLocator) {
+    let n = (*rel).rd_locator;
+    ((n.spcOid.to_u32(), n.dbOid.to_u32(), n.relNumber), n)
+}
+
+/// Temporary relations live in local buffers, whose tags do not name the backend: they are
+/// read the plain way.
+fn is_temp(rel: pg_sys::Relation) -> bool {
+    unsafe { (*(*rel).rd_rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP }
+}
+
+/// Runs `f` on the remembered buffers of relation `key`, created empty if need be.
+fn with_blocks<R>(key: RelKey, f: impl FnOnce(&mut Vec<pg_sys::Buffer>) -> R) -> R {
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.iter().position(|(k, _)| *k == key) {
+            Some(0) => {}
+            Some(i) => r[..=i].rotate_right(1),
+            None => {
+                if r.len() >= MAX_RELATIONS {
+                    r.pop();
+                }
+                r.insert(0, (key, Vec::new()));
+            }
+        }
+        f(&mut r[0].1)
+    })
+}
+
+/// The buffer that last held block `blk` of `rel`, unverified (it may hold another page by
+/// now): good for prefetch hints, never for reading.
+pub fn remembered(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
+    if is_temp(rel) {
+        return None;
+    }
+    let (key, _) = unsafe { locator(rel) };
+    with_blocks(key, |v| v.get(blk as usize).copied()).filter(|&b| b != 0)
+}
+
+/// Pins block `blk` of `rel`'s main fork, through the remembered buffer when it still holds
+/// the block.
+pub fn read(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
+    if blk >= MAX_BLOCKS || is_temp(rel) {
+        return unsafe { pg_sys::ReadBuffer(rel, blk) };
+    }
+    let (key, loc) = unsafe { locator(rel) };
+    let remembered = with_blocks(key, |v| v.get(blk as usize).copied().unwrap_or(0));
+    if remembered != 0
+        && unsafe {
+            pg_sys::ReadRecentBuffer(loc, pg_sys::ForkNumber::MAIN_FORKNUM, blk, remembered)
+        }
+    {
+        return remembered;
+    }
+    let buf = unsafe { pg_sys::ReadBuffer(rel, blk) };
+    with_blocks(key, |v| {
+        if v.len() <= blk as usize {
+            v.resize(blk as usize + 1, 0);
+        }
+        v[blk as usize] = buf;
+    });
+    buf
+}
+
+/// Starts loading what reading item `offset` of the page in shared buffer `buf` touches
+/// first: the buffer header (pinning and locking it) and the page's first cache line (its
+/// header and the line pointers). Local buffers are left alone.
+pub fn prefetch_page_header(buf: pg_sys::Buffer, offset: u16) {
+    if buf <= 0 {
+        return;
+    }
+    unsafe {
+        let desc = pg_sys::BufferDescriptors.add(buf as usize - 1) as *const u8;
+        recall_core::distance::prefetch_bytes(desc, 1);
+        let page = pg_sys::BufferGetBlock(buf) as *const u8;
+        recall_core::distance::prefetch_bytes(page, 1);
+        recall_core::distance::prefetch_bytes(page.wrapping_add(line_pointer_at(offset)), 1);
+    }
+}
+
+/// Starts loading the bytes of item `offset` of the page in shared buffer `buf`, located
+/// through its line pointer read without a lock or pin: the page may change or be replaced
+/// meanwhile, which at worst makes the hint useless — the value is clamped to the page and
+/// only ever used as a prefetch address.
+pub fn prefetch_item(buf: pg_sys::Buffer, offset: u16) {
+    if buf <= 0 || offset == 0 {
+        return;
+    }
+    unsafe {
+        let page = pg_sys::BufferGetBlock(buf) as *const u8;
+        let lp = std::ptr::read_volatile(page.add(line_pointer_at(offset)) as *const u32);
+        // ItemIdData: lp_off (15 bits), lp_flags (2), lp_len (15), low bits first.
+        let (off, len) = ((lp & 0x7fff) as usize, (lp >> 17) as usize);
+        let page_size = pg_sys::BLCKSZ as usize;
+        if off < page_size {
+            recall_core::distance::prefetch_bytes(page.add(off), len.min(page_size - off));
+        }
+    }
+}
+
+/// Byte offset of line pointer `offset` (1-based) in a page, clamped to the page.
+fn line_pointer_at(offset: u16) -> usize {
+    let header = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
+    let at = header + 4 * (offset.max(1) as usize - 1);
+    at.min(pg_sys::BLCKSZ as usize - 4)
+}
