@@ -19,7 +19,7 @@ use super::options::{self, IterativeScan};
 use super::PAGE_LIST;
 use crate::opclass::prepare;
 use crate::storage::buffer::Lock;
-use crate::storage::{page, LockedBuffer};
+use crate::storage::{page, recent, LockedBuffer};
 use crate::vector::Vector;
 
 struct ScanState {
@@ -120,7 +120,7 @@ unsafe fn next_batch(index: pg_sys::Relation, s: &mut ScanState) -> bool {
         let mut blk = centroids::head(index, &meta, j as usize);
         while blk != tuple::NO_PAGE {
             pgrx::check_for_interrupts!();
-            let buf = LockedBuffer::read(index, blk, Lock::Share);
+            let buf = LockedBuffer::read_remembered(index, blk, Lock::Share);
             let p = buf.page();
             if page::kind(p) != Some(PAGE_LIST) {
                 error!(
@@ -128,13 +128,17 @@ unsafe fn next_batch(index: pg_sys::Relation, s: &mut ScanState) -> bool {
                     crate::opclass::relname(index)
                 );
             }
+            let next = page::link(p);
+            if next != tuple::NO_PAGE {
+                recent::prefetch_page(index, next);
+            }
             for off in 1..=page::max_offset(p) {
                 if let Some(e) = page::item(p, off).and_then(|b| Entry::parse(b, s.dims)) {
                     s.batch
                         .push((order_distance(s.metric, &s.query, &e.vector()), e.tid()));
                 }
             }
-            blk = page::link(p);
+            blk = next;
         }
     }
     s.next_list = end;

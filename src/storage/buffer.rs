@@ -42,6 +42,14 @@ impl LockedBuffer {
         LockedBuffer { buf }
     }
 
+    /// [`LockedBuffer::read`] for scans that jump between pages: pins through this
+    /// backend's memory of where the block was (see [`super::recent`]).
+    pub fn read_remembered(rel: pg_sys::Relation, blk: u32, lock: Lock) -> Self {
+        let buf = super::recent::read(rel, blk);
+        unsafe { pg_sys::LockBuffer(buf, lock.mode()) };
+        LockedBuffer { buf }
+    }
+
     /// Block `blk` locked exclusively if that is possible without waiting. For a second page
     /// while one is already locked: waiting there could deadlock against a backend that
     /// holds the two pages in the other order.

@@ -132,6 +132,15 @@ pub fn prefetch_item(buf: pg_sys::Buffer, offset: u16) {
     }
 }
 
+/// Starts loading the whole page block `blk` of `rel` was last seen in: for a scan that
+/// reads every item of the next page while it works on this one.
+pub fn prefetch_page(rel: pg_sys::Relation, blk: u32) {
+    if let Some(buf) = remembered(rel, blk).filter(|&b| b > 0) {
+        let page = unsafe { pg_sys::BufferGetBlock(buf) } as *const u8;
+        recall_core::distance::prefetch_bytes(page, pg_sys::BLCKSZ as usize);
+    }
+}
+
 /// Byte offset of line pointer `offset` (1-based) in a page, clamped to the page.
 fn line_pointer_at(offset: u16) -> usize {
     let header = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
