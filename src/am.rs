@@ -35,7 +35,11 @@ pub enum Kind {
 /// The kind of `index`; an `ERROR` naming the index and its access method for any other.
 pub unsafe fn kind(index: pg_sys::Relation) -> Kind {
     let am = pg_sys::get_am_name((*(*index).rd_rel).relam);
-    let am = if am.is_null() { String::new() } else { std::ffi::CStr::from_ptr(am).to_string_lossy().into_owned() };
+    let am = if am.is_null() {
+        String::new()
+    } else {
+        std::ffi::CStr::from_ptr(am).to_string_lossy().into_owned()
+    };
     match am.as_str() {
         "hnsw" => Kind::Hnsw,
         "ivfflat" => Kind::Ivfflat,
@@ -43,7 +47,10 @@ pub unsafe fn kind(index: pg_sys::Relation) -> Kind {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                format!("\"{}\" is not an hnsw or ivfflat index (access method \"{other}\")", crate::opclass::relname(index))
+                format!(
+                    "\"{}\" is not an hnsw or ivfflat index (access method \"{other}\")",
+                    crate::opclass::relname(index)
+                )
             );
         }
     }
@@ -60,7 +67,9 @@ pub fn handler_result(routine: pg_sys::IndexAmRoutine) -> pgrx::Internal {
 }
 
 /// `ambulkdelete`'s statistics: the caller's, or fresh ones on the first call.
-pub unsafe fn bulk_delete_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+pub unsafe fn bulk_delete_stats(
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
         pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _
     } else {

@@ -106,7 +106,10 @@ pub fn guc_is_set(name: &'static std::ffi::CStr) -> bool {
 fn find_guc(name: &std::ffi::CStr) -> *const pg_sys::config_generic {
     unsafe {
         #[cfg(feature = "pg15")]
-        let (vars, n) = (pg_sys::get_guc_variables(), pg_sys::GetNumConfigOptions() as usize);
+        let (vars, n) = (
+            pg_sys::get_guc_variables(),
+            pg_sys::GetNumConfigOptions() as usize,
+        );
         #[cfg(not(feature = "pg15"))]
         let (vars, n) = {
             let mut n = 0;
@@ -127,10 +130,22 @@ struct Members([pg_sys::relopt_enum_elt_def; 4]);
 unsafe impl Sync for Members {}
 
 static MEMBERS: Members = Members([
-    pg_sys::relopt_enum_elt_def { string_val: c"recall".as_ptr(), symbol_val: OptimizedFor::Recall as i32 },
-    pg_sys::relopt_enum_elt_def { string_val: c"balanced".as_ptr(), symbol_val: OptimizedFor::Balanced as i32 },
-    pg_sys::relopt_enum_elt_def { string_val: c"latency".as_ptr(), symbol_val: OptimizedFor::Latency as i32 },
-    pg_sys::relopt_enum_elt_def { string_val: std::ptr::null(), symbol_val: 0 },
+    pg_sys::relopt_enum_elt_def {
+        string_val: c"recall".as_ptr(),
+        symbol_val: OptimizedFor::Recall as i32,
+    },
+    pg_sys::relopt_enum_elt_def {
+        string_val: c"balanced".as_ptr(),
+        symbol_val: OptimizedFor::Balanced as i32,
+    },
+    pg_sys::relopt_enum_elt_def {
+        string_val: c"latency".as_ptr(),
+        symbol_val: OptimizedFor::Latency as i32,
+    },
+    pg_sys::relopt_enum_elt_def {
+        string_val: std::ptr::null(),
+        symbol_val: 0,
+    },
 ]);
 
 /// Registers the three options for an access method's reloption kind.
@@ -215,7 +230,11 @@ fn parse_elts(base: usize) -> [pg_sys::relopt_parse_elt; 3] {
 pub fn target(o: Option<&IntentOptions>) -> Option<Target> {
     let o = o?;
     let intent = OptimizedFor::from_code(o.optimized_for);
-    let k = if o.target_k >= 1 { o.target_k as usize } else { DEFAULT_K };
+    let k = if o.target_k >= 1 {
+        o.target_k as usize
+    } else {
+        DEFAULT_K
+    };
     if o.target_recall >= 0.0 {
         if o.target_recall == 0.0 {
             ereport!(
@@ -224,7 +243,11 @@ pub fn target(o: Option<&IntentOptions>) -> Option<Target> {
                 "target_recall must be greater than 0 and at most 1"
             );
         }
-        return Some(Target { recall: o.target_recall, k, intent });
+        return Some(Target {
+            recall: o.target_recall,
+            k,
+            intent,
+        });
     }
     if o.target_k >= 1 && intent.is_none() {
         ereport!(
@@ -233,5 +256,9 @@ pub fn target(o: Option<&IntentOptions>) -> Option<Target> {
             "target_k needs target_recall or optimized_for"
         );
     }
-    intent.map(|i| Target { recall: i.target(), k, intent: Some(i) })
+    intent.map(|i| Target {
+        recall: i.target(),
+        k,
+        intent: Some(i),
+    })
 }

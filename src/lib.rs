@@ -10,8 +10,8 @@ pub mod ivf;
 pub mod opclass;
 pub mod parallel;
 pub mod storage;
-pub mod tune;
 pub mod tower;
+pub mod tune;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -27,9 +27,17 @@ fn tune(index: pg_sys::Oid, target_recall: f32, target_k: i32) -> JsonB {
         );
     }
     if !(1..=1000).contains(&target_k) {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "target_k must be between 1 and 1000");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "target_k must be between 1 and 1000"
+        );
     }
-    let t = Target { recall: target_recall as f64, k: target_k as usize, intent: None };
+    let t = Target {
+        recall: target_recall as f64,
+        k: target_k as usize,
+        intent: None,
+    };
     unsafe {
         if pg_sys::RecoveryInProgress() {
             ereport!(
@@ -46,7 +54,11 @@ fn tune(index: pg_sys::Oid, target_recall: f32, target_k: i32) -> JsonB {
             } else {
                 format!("\"{}\"", std::ffi::CStr::from_ptr(name).to_string_lossy())
             };
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("{name} is not an index"));
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("{name} is not an index")
+            );
         }
         // The table first, as VACUUM and ANALYZE lock it: this mode excludes a concurrent
         // vacuum (which could free an element a search is about to read), DDL and another
@@ -116,7 +128,10 @@ impl QuerySample {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("cannot tune index \"{}\": it has {seen} rows, calibration needs at least 2", relname(index))
+                format!(
+                    "cannot tune index \"{}\": it has {seen} rows, calibration needs at least 2",
+                    relname(index)
+                )
             );
         }
         let dims = self.0.dims();
@@ -140,7 +155,13 @@ const BATCH_BYTES: usize = 16 << 20;
 
 impl<'a> Observer<'a> {
     pub fn new(truth: Truth, pool: &'a Pool) -> Self {
-        Observer { truth, pool, rows: Vec::new(), ids: Vec::new(), tags: Vec::new() }
+        Observer {
+            truth,
+            pool,
+            rows: Vec::new(),
+            ids: Vec::new(),
+            tags: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, v: &[f32], id: u64, tag: u32) {

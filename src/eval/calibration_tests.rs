@@ -5,10 +5,12 @@ mod tests {
     use crate::test_support::{assert_sql_error, float8, make_table};
 
     fn info(index: &str, path: &str) -> serde_json::Value {
-        let v = Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.index_info('{index}') #> '{path}'"))
-            .unwrap()
-            .map(|j| j.0)
-            .unwrap_or(serde_json::Value::Null);
+        let v = Spi::get_one::<pgrx::JsonB>(&format!(
+            "SELECT recall.index_info('{index}') #> '{path}'"
+        ))
+        .unwrap()
+        .map(|j| j.0)
+        .unwrap_or(serde_json::Value::Null);
         v
     }
 
@@ -40,13 +42,19 @@ mod tests {
             let recall = float8(&format!(
                 "SELECT recall FROM recall.evaluate('cal_{am}', 'SELECT v FROM cal_q', 10)"
             ));
-            assert!(recall >= 0.94, "{am}: held-out recall {recall} with {knob} {chosen}");
+            assert!(
+                recall >= 0.94,
+                "{am}: held-out recall {recall} with {knob} {chosen}"
+            );
             let effective = Spi::get_one::<i64>(&format!(
                 "SELECT (params->>'effective_{knob}')::bigint FROM recall.evaluate('cal_{am}', 'SELECT v FROM cal_q LIMIT 5', 10)"
             ))
             .unwrap()
             .unwrap();
-            assert_eq!(effective as u64, chosen, "{am}: scans use the calibrated value");
+            assert_eq!(
+                effective as u64, chosen,
+                "{am}: scans use the calibrated value"
+            );
             Spi::run(&format!("DROP INDEX cal_{am}")).unwrap();
         }
     }
@@ -108,26 +116,44 @@ mod tests {
         make_table("tn", 4000, 16);
         held_out("tn");
         for (am, knob) in [("hnsw", "ef_search"), ("ivfflat", "probes")] {
-            Spi::run(&format!("CREATE INDEX tn_{am} ON tn USING {am} (v vector_l2_ops)")).unwrap();
-            assert_eq!(info(&format!("tn_{am}"), "{calibration}"), serde_json::Value::Null);
-            let tuned = Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.tune('tn_{am}', 0.95)"))
-                .unwrap()
-                .unwrap()
-                .0;
+            Spi::run(&format!(
+                "CREATE INDEX tn_{am} ON tn USING {am} (v vector_l2_ops)"
+            ))
+            .unwrap();
+            assert_eq!(
+                info(&format!("tn_{am}"), "{calibration}"),
+                serde_json::Value::Null
+            );
+            let tuned =
+                Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.tune('tn_{am}', 0.95)"))
+                    .unwrap()
+                    .unwrap()
+                    .0;
             let c = &tuned["calibration"];
             assert_eq!(c["by"], "recall.tune", "{am}: {tuned}");
             assert_eq!(c["target_k"], 10);
             assert_eq!(c["queries"], 300);
             assert!(c["measured_recall"].as_f64().unwrap() >= 0.95, "{am}: {c}");
-            assert_eq!(info(&format!("tn_{am}"), "{calibration}"), *c, "{am}: stored in the metapage");
+            assert_eq!(
+                info(&format!("tn_{am}"), "{calibration}"),
+                *c,
+                "{am}: stored in the metapage"
+            );
             let chosen = c["chosen"][knob].as_u64().unwrap();
             let (recall, effective) = Spi::get_two::<f64, i64>(&format!(
                 "SELECT recall, (params->>'effective_{knob}')::bigint FROM recall.evaluate('tn_{am}', 'SELECT v FROM tn_q', 10)"
             ))
             .unwrap();
-            assert_eq!(effective.unwrap() as u64, chosen, "{am}: scans use the tuned value");
+            assert_eq!(
+                effective.unwrap() as u64,
+                chosen,
+                "{am}: scans use the tuned value"
+            );
             // Both measurements are samples (300 queries each, standard error ≈ 0.006).
-            assert!(recall.unwrap() >= 0.94, "{am}: held-out recall {recall:?} with {knob} {chosen}");
+            assert!(
+                recall.unwrap() >= 0.94,
+                "{am}: held-out recall {recall:?} with {knob} {chosen}"
+            );
             // A higher target never costs less; a lower one never more.
             let at = |target: f64, k: i32| {
                 Spi::get_one::<i64>(&format!(
@@ -137,7 +163,10 @@ mod tests {
                 .unwrap() as u64
             };
             let (low, high) = (at(0.5, 10), at(0.999, 10));
-            assert!(low <= chosen && chosen <= high, "{am}: {low} {chosen} {high}");
+            assert!(
+                low <= chosen && chosen <= high,
+                "{am}: {low} {chosen} {high}"
+            );
             if am == "hnsw" {
                 // A beam narrower than k is measured as a relaxed scan that continues; with
                 // iterative scans off, the scan widens it to target_k instead.
@@ -148,14 +177,24 @@ mod tests {
                         .unwrap()
                         .unwrap() as u64
                 };
-                assert!(narrow < 10, "a 0.3 target needs a beam narrower than k: {narrow}");
+                assert!(
+                    narrow < 10,
+                    "a 0.3 target needs a beam narrower than k: {narrow}"
+                );
                 assert_eq!(effective("relaxed_order"), narrow);
                 assert_eq!(effective("off"), 10);
                 Spi::run("RESET hnsw.iterative_scan").unwrap();
             }
-            let k50 = Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.tune('tn_{am}', 0.9, 50)")).unwrap().unwrap().0;
+            let k50 =
+                Spi::get_one::<pgrx::JsonB>(&format!("SELECT recall.tune('tn_{am}', 0.9, 50)"))
+                    .unwrap()
+                    .unwrap()
+                    .0;
             assert_eq!(k50["calibration"]["target_k"], 50, "{am}: {k50}");
-            assert!(k50["calibration"]["measured_recall"].as_f64().unwrap() >= 0.9, "{am}: {k50}");
+            assert!(
+                k50["calibration"]["measured_recall"].as_f64().unwrap() >= 0.9,
+                "{am}: {k50}"
+            );
         }
     }
 
@@ -174,25 +213,61 @@ mod tests {
     #[pg_test]
     fn tune_rejects_bad_arguments() {
         make_table("tb", 200, 4);
-        Spi::run("CREATE INDEX tb_h ON tb USING hnsw (v vector_l2_ops); CREATE INDEX tb_b ON tb (id)").unwrap();
+        Spi::run(
+            "CREATE INDEX tb_h ON tb USING hnsw (v vector_l2_ops); CREATE INDEX tb_b ON tb (id)",
+        )
+        .unwrap();
         for (sql, message) in [
-            ("SELECT recall.tune('tb_h', 0)", "target_recall must be greater than 0 and at most 1"),
-            ("SELECT recall.tune('tb_h', 1.5)", "target_recall must be greater than 0 and at most 1"),
-            ("SELECT recall.tune('tb_h', 'NaN')", "target_recall must be greater than 0 and at most 1"),
-            ("SELECT recall.tune('tb_h', 0.9, 0)", "target_k must be between 1 and 1000"),
-            ("SELECT recall.tune('tb_h', 0.9, 1001)", "target_k must be between 1 and 1000"),
-            ("SELECT recall.tune('tb_b', 0.9)", "\"tb_b\" is not an hnsw or ivfflat index (access method \"btree\")"),
+            (
+                "SELECT recall.tune('tb_h', 0)",
+                "target_recall must be greater than 0 and at most 1",
+            ),
+            (
+                "SELECT recall.tune('tb_h', 1.5)",
+                "target_recall must be greater than 0 and at most 1",
+            ),
+            (
+                "SELECT recall.tune('tb_h', 'NaN')",
+                "target_recall must be greater than 0 and at most 1",
+            ),
+            (
+                "SELECT recall.tune('tb_h', 0.9, 0)",
+                "target_k must be between 1 and 1000",
+            ),
+            (
+                "SELECT recall.tune('tb_h', 0.9, 1001)",
+                "target_k must be between 1 and 1000",
+            ),
+            (
+                "SELECT recall.tune('tb_b', 0.9)",
+                "\"tb_b\" is not an hnsw or ivfflat index (access method \"btree\")",
+            ),
             ("SELECT recall.tune('tb', 0.9)", "\"tb\" is not an index"),
-            ("SELECT recall.tune('no_such_index', 0.9)", "relation \"no_such_index\" does not exist"),
+            (
+                "SELECT recall.tune('no_such_index', 0.9)",
+                "relation \"no_such_index\" does not exist",
+            ),
         ] {
             assert_sql_error(sql, message);
         }
-        assert_eq!(Spi::get_one::<pgrx::JsonB>("SELECT recall.tune(NULL, 0.9)").unwrap().map(|j| j.0), None);
-        Spi::run("CREATE TABLE te (v vector(3)); CREATE INDEX te_i ON te USING ivfflat (v)").unwrap();
-        assert_sql_error("SELECT recall.tune('te_i', 0.9)", "cannot tune index \"te_i\": it has 0 rows, calibration needs at least 2");
-        Spi::run("CREATE ROLE tb_other; GRANT SELECT ON tb TO tb_other; SET LOCAL ROLE tb_other").unwrap();
-        assert_sql_error("SELECT recall.tune('tb_h', 0.9)", "must be owner of index tb_h");
+        assert_eq!(
+            Spi::get_one::<pgrx::JsonB>("SELECT recall.tune(NULL, 0.9)")
+                .unwrap()
+                .map(|j| j.0),
+            None
+        );
+        Spi::run("CREATE TABLE te (v vector(3)); CREATE INDEX te_i ON te USING ivfflat (v)")
+            .unwrap();
+        assert_sql_error(
+            "SELECT recall.tune('te_i', 0.9)",
+            "cannot tune index \"te_i\": it has 0 rows, calibration needs at least 2",
+        );
+        Spi::run("CREATE ROLE tb_other; GRANT SELECT ON tb TO tb_other; SET LOCAL ROLE tb_other")
+            .unwrap();
+        assert_sql_error(
+            "SELECT recall.tune('tb_h', 0.9)",
+            "must be owner of index tb_h",
+        );
         Spi::run("RESET ROLE").unwrap();
     }
 }
-

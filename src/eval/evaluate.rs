@@ -67,15 +67,27 @@ fn target(index: pg_sys::Oid) -> Target {
         })
         .unwrap_or_else(|e| error!("{e}"));
         let (Some(table), Some(column)) = (table, column) else {
-            error!("index \"{index_name}\" is on an expression; recall.evaluate needs a column index")
+            error!(
+                "index \"{index_name}\" is on an expression; recall.evaluate needs a column index"
+            )
         };
-        Target { oid: index, am, index_name, table, column, operator: operator(metric) }
+        Target {
+            oid: index,
+            am,
+            index_name,
+            table,
+            column,
+            operator: operator(metric),
+        }
     }
 }
 
 /// Sets a GUC for the current nest level (restored by `AtEOXact_GUC`).
 fn set(name: &str, value: &str) {
-    let (n, v) = (CString::new(name).expect("no NUL"), CString::new(value).expect("no NUL"));
+    let (n, v) = (
+        CString::new(name).expect("no NUL"),
+        CString::new(value).expect("no NUL"),
+    );
     unsafe {
         pg_sys::set_config_option(
             n.as_ptr(),
@@ -116,10 +128,11 @@ fn read_queries(sql: &str) -> Vec<Vec<f32>> {
         }
         let t = table.column_type_oid(1)?.value();
         if t != vector_type_oid() {
-            let name = Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[t.into()])
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let name =
+                Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[t.into()])
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
@@ -131,7 +144,11 @@ fn read_queries(sql: &str) -> Vec<Vec<f32>> {
         let mut table = table.rewind();
         while table.next().is_some() {
             if let Some(d) = table.get_datum_by_ordinal(1)? {
-                out.push(unsafe { Vector::from_datum_unchecked(d) }.as_slice().to_vec());
+                out.push(
+                    unsafe { Vector::from_datum_unchecked(d) }
+                        .as_slice()
+                        .to_vec(),
+                );
             }
         }
         Ok::<_, pgrx::spi::SpiError>(out)
@@ -152,7 +169,9 @@ fn run(client: &SpiClient<'_>, sql: &str, queries: &[Vec<f32>]) -> Vec<(Rows, f6
             pgrx::check_for_interrupts!();
             let arg: DatumWithOid = VectorBuf::from_slice(q).into();
             let t0 = Instant::now();
-            let table = client.select(&stmt, None, &[arg]).unwrap_or_else(|e| error!("{e}"));
+            let table = client
+                .select(&stmt, None, &[arg])
+                .unwrap_or_else(|e| error!("{e}"));
             let rows: Rows = table
                 .map(|r| {
                     (
@@ -169,14 +188,25 @@ fn run(client: &SpiClient<'_>, sql: &str, queries: &[Vec<f32>]) -> Vec<(Rows, f6
 /// One result row: recall, recall_p5, ndcg, p50, p95, p99, qps, params, queries.
 type Row = (f64, f64, f64, f64, f64, f64, f64, JsonB, i32);
 
-fn summarise(indexed: &[(Rows, f64)], exact: &[(Rows, f64)], k: usize, params: serde_json::Value) -> Row {
+fn summarise(
+    indexed: &[(Rows, f64)],
+    exact: &[(Rows, f64)],
+    k: usize,
+    params: serde_json::Value,
+) -> Row {
     let scores: Vec<_> = indexed
         .iter()
         .zip(exact)
         .filter_map(|((got, _), (truth, _))| score(got, truth, k))
         .collect();
     let recalls: Vec<f64> = scores.iter().map(|s| s.recall).collect();
-    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
     let lat: Vec<f64> = indexed.iter().map(|(_, ms)| *ms).collect();
     let total_s: f64 = lat.iter().sum::<f64>() / 1000.0;
     (
@@ -186,7 +216,11 @@ fn summarise(indexed: &[(Rows, f64)], exact: &[(Rows, f64)], k: usize, params: s
         percentile(&lat, 50.0),
         percentile(&lat, 95.0),
         percentile(&lat, 99.0),
-        if total_s > 0.0 { lat.len() as f64 / total_s } else { f64::NAN },
+        if total_s > 0.0 {
+            lat.len() as f64 / total_s
+        } else {
+            f64::NAN
+        },
         JsonB(params),
         scores.len() as i32,
     )
@@ -211,9 +245,15 @@ fn params_in_force(t: &Target) -> serde_json::Value {
     let effective = unsafe {
         let rel = pg_sys::index_open(t.oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let v = if t.am == "hnsw" {
-            ("effective_ef_search", crate::hnsw::options::effective_ef_search(&crate::hnsw::meta::read(rel)))
+            (
+                "effective_ef_search",
+                crate::hnsw::options::effective_ef_search(&crate::hnsw::meta::read(rel)),
+            )
         } else {
-            ("effective_probes", crate::ivf::options::effective_probes(&crate::ivf::meta::read(rel)))
+            (
+                "effective_probes",
+                crate::ivf::options::effective_probes(&crate::ivf::meta::read(rel)),
+            )
         };
         pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         v
@@ -229,7 +269,9 @@ fn evaluate_points(
     filter: Option<&str>,
     points: &[Option<i32>],
 ) -> Vec<Row> {
-    let Some(queries) = queries else { error!("queries must not be NULL") };
+    let Some(queries) = queries else {
+        error!("queries must not be NULL")
+    };
     let k = match k {
         Some(k) if k >= 1 => k as usize,
         Some(k) => error!("k must be at least 1, not {k}"),
@@ -248,20 +290,30 @@ fn evaluate_points(
         table = t.table
     );
     let exact = with_settings(
-        &[("enable_indexscan", "off".into()), ("enable_bitmapscan", "off".into())],
+        &[
+            ("enable_indexscan", "off".into()),
+            ("enable_bitmapscan", "off".into()),
+        ],
         || Spi::connect(|c| run(c, &sql, &vectors)),
     );
     points
         .iter()
         .map(|point| {
-            let mut settings = vec![("enable_seqscan", "off".to_string()), ("enable_bitmapscan", "off".into())];
+            let mut settings = vec![
+                ("enable_seqscan", "off".to_string()),
+                ("enable_bitmapscan", "off".into()),
+            ];
             if let Some(p) = point {
                 settings.push((knob(&t.am), p.to_string()));
             }
             with_settings(&settings, || {
                 Spi::connect(|c| {
                     let plan: Vec<String> = c
-                        .select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[VectorBuf::from_slice(&vectors[0]).into()])
+                        .select(
+                            &format!("EXPLAIN (COSTS OFF) {sql}"),
+                            None,
+                            &[VectorBuf::from_slice(&vectors[0]).into()],
+                        )
                         .unwrap_or_else(|e| error!("{e}"))
                         .map(|r| r.get::<String>(1).ok().flatten().unwrap_or_default())
                         .collect();

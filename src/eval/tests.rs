@@ -22,11 +22,21 @@ mod tests {
     fn exact_settings_score_one_and_crippled_ones_less() {
         make_table("ev", 2000, 8);
         Spi::run("CREATE INDEX ev_hnsw ON ev USING hnsw (v vector_l2_ops)").unwrap();
-        let (recall, ndcg, n) = row(&format!("SELECT * FROM recall.evaluate_curve('ev_hnsw', {QUERIES}, 10, '{{400}}')"));
-        assert!(recall == 1.0 && (ndcg - 1.0).abs() < 1e-12 && n == 40, "{recall} {ndcg} {n}");
+        let (recall, ndcg, n) = row(&format!(
+            "SELECT * FROM recall.evaluate_curve('ev_hnsw', {QUERIES}, 10, '{{400}}')"
+        ));
+        assert!(
+            recall == 1.0 && (ndcg - 1.0).abs() < 1e-12 && n == 40,
+            "{recall} {ndcg} {n}"
+        );
         Spi::run("SET LOCAL hnsw.iterative_scan = off").unwrap();
-        let (crippled, _, _) = row(&format!("SELECT * FROM recall.evaluate_curve('ev_hnsw', {QUERIES}, 10, '{{1}}')"));
-        assert!(crippled < 0.5, "ef_search 1 without iterative scan: recall {crippled}");
+        let (crippled, _, _) = row(&format!(
+            "SELECT * FROM recall.evaluate_curve('ev_hnsw', {QUERIES}, 10, '{{1}}')"
+        ));
+        assert!(
+            crippled < 0.5,
+            "ef_search 1 without iterative scan: recall {crippled}"
+        );
         // The filter applies to both sides: exact answers are among the matching rows. A
         // bounded scan starves on a 1% filter, and evaluate shows it.
         let (starved, _, _) = row(&format!(
@@ -37,7 +47,10 @@ mod tests {
         let (filtered, _, n) = row(&format!(
             "SELECT * FROM recall.evaluate_curve('ev_hnsw', {QUERIES}, 10, '{{400}}', 'category = 3')"
         ));
-        assert!(filtered == 1.0 && n == 40, "filtered: {filtered} over {n} queries");
+        assert!(
+            filtered == 1.0 && n == 40,
+            "filtered: {filtered} over {n} queries"
+        );
 
         Spi::run("DROP INDEX ev_hnsw; CREATE INDEX ev_ivf ON ev USING ivfflat (v vector_l2_ops) WITH (lists = 40)").unwrap();
         Spi::run("SET LOCAL ivfflat.iterative_scan = off").unwrap();
@@ -51,7 +64,10 @@ mod tests {
             .collect::<Result<_, pgrx::spi::SpiError>>()
         })
         .unwrap();
-        assert!(curve[0].0 == 1 && curve[0].1 < 1.0, "one probe of 40 lists: {curve:?}");
+        assert!(
+            curve[0].0 == 1 && curve[0].1 < 1.0,
+            "one probe of 40 lists: {curve:?}"
+        );
         assert!(curve[1] == (40, 1.0), "{curve:?}");
     }
 
@@ -66,16 +82,25 @@ mod tests {
         assert_eq!(text("SELECT current_setting('hnsw.ef_search')"), "33");
         assert_eq!(text("SELECT current_setting('enable_seqscan')"), "on");
         assert_eq!(text("SELECT current_setting('enable_indexscan')"), "on");
-        let p = text(&format!("SELECT params::text FROM recall.evaluate('ev_hnsw', {QUERIES}, 5)"));
+        let p = text(&format!(
+            "SELECT params::text FROM recall.evaluate('ev_hnsw', {QUERIES}, 5)"
+        ));
         assert!(p.contains("\"hnsw.ef_search\": \"33\""), "{p}");
-        assert!(float8(&format!("SELECT qps FROM recall.evaluate('ev_hnsw', {QUERIES})")) > 0.0);
+        assert!(
+            float8(&format!(
+                "SELECT qps FROM recall.evaluate('ev_hnsw', {QUERIES})"
+            )) > 0.0
+        );
     }
 
     #[pg_test]
     fn bad_arguments_are_errors() {
         make_table("ev", 100, 4);
         Spi::run("CREATE INDEX ev_hnsw ON ev USING hnsw (v vector_l2_ops)").unwrap();
-        assert_sql_error(&format!("SELECT * FROM recall.evaluate('ev_hnsw', {QUERIES}, 0)"), "k must be at least 1, not 0");
+        assert_sql_error(
+            &format!("SELECT * FROM recall.evaluate('ev_hnsw', {QUERIES}, 0)"),
+            "k must be at least 1, not 0",
+        );
         assert_sql_error(
             "SELECT * FROM recall.evaluate('ev_hnsw', 'SELECT id FROM ev', 10)",
             "queries must return vectors in their first column, not integer",
@@ -84,7 +109,10 @@ mod tests {
             "SELECT * FROM recall.evaluate('ev_hnsw', 'SELECT v FROM ev WHERE false', 10)",
             "queries returned no vectors",
         );
-        assert_sql_error("SELECT * FROM recall.evaluate('nope', 'SELECT v FROM ev')", "relation \"nope\" does not exist");
+        assert_sql_error(
+            "SELECT * FROM recall.evaluate('nope', 'SELECT v FROM ev')",
+            "relation \"nope\" does not exist",
+        );
         assert_sql_error(
             "SELECT * FROM recall.evaluate('ev_pkey', 'SELECT v FROM ev')",
             "\"ev_pkey\" is not an hnsw or ivfflat index (access method \"btree\")",

@@ -31,7 +31,10 @@ pub fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
     let (ef, recall) = parallel::run(
         parallel::maintenance_threads(),
         |cancel| {
-            let qv: Vec<f32> = queries.iter().flat_map(|&q| graph.vector(q).to_vec()).collect();
+            let qv: Vec<f32> = queries
+                .iter()
+                .flat_map(|&q| graph.vector(q).to_vec())
+                .collect();
             let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
             let mut truth = Truth::new(qv, ids, dims, k, graph.metric);
             // In chunks, so a cancel is noticed within one chunk's work.
@@ -43,7 +46,11 @@ pub fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
                 }
                 let end = (start + CHUNK).min(n);
                 let all: Vec<u64> = (start as u64..end as u64).collect();
-                truth.observe(&graph.vectors()[start * dims..end * dims], &all, &zeros[..end - start]);
+                truth.observe(
+                    &graph.vectors()[start * dims..end * dims],
+                    &all,
+                    &zeros[..end - start],
+                );
             }
             let truth = truth.finish();
             smallest(1, widest_beam(k), t.recall, |ef| {
@@ -78,7 +85,10 @@ fn record(meta: &mut HnswMeta, t: Target, ef: usize, recall: f64, queries: usize
     let reached = if recall >= t.recall {
         String::new()
     } else {
-        format!(" (the target is not reachable within ef_search {})", widest_beam(t.k))
+        format!(
+            " (the target is not reachable within ef_search {})",
+            widest_beam(t.k)
+        )
     };
     ereport!(
         NOTICE,
@@ -122,9 +132,14 @@ pub unsafe fn calibrate_pages(index: pg_sys::Relation, t: Target, code: u32) {
         observer.page_done();
     }
     let truth = observer.finish();
-    let queries: Vec<(u64, Vec<f32>)> = (0..truth.queries()).map(|q| (truth.query_id(q), truth.query(q).to_vec())).collect();
+    let queries: Vec<(u64, Vec<f32>)> = (0..truth.queries())
+        .map(|q| (truth.query_id(q), truth.query(q).to_vec()))
+        .collect();
     let truth = truth.finish();
-    let entry = meta.entry().expect("an index with rows has an entry point").to_u64();
+    let entry = meta
+        .entry()
+        .expect("an index with rows has an entry point")
+        .to_u64();
     let (ef, recall) = smallest(1, widest_beam(k), t.recall, |ef| {
         let found: Vec<Vec<u64>> = queries
             .iter()

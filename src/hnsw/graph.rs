@@ -5,9 +5,9 @@
 use pgrx::pg_sys;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::fasthash::IdMap;
-use std::collections::VecDeque;
 use recall_core::hnsw::search::{greedy, GraphView, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
+use std::collections::VecDeque;
 
 use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
@@ -262,7 +262,13 @@ pub unsafe fn elements_on(
     }
     for off in 1..=page::max_offset(p) {
         if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
-            f(ItemPtr { block: blk, offset: off }, e);
+            f(
+                ItemPtr {
+                    block: blk,
+                    offset: off,
+                },
+                e,
+            );
         }
     }
 }

@@ -138,11 +138,13 @@ pub unsafe fn build_options(index: pg_sys::Relation) -> (usize, usize) {
     let recall = target(index).and_then(|t| t.intent) == Some(crate::intent::OptimizedFor::Recall);
     let given = |v: Option<i32>| v.filter(|&v| v > 0);
     let m = given(opts.map(|o| o.m)).unwrap_or(if recall { RECALL_M } else { DEFAULT_M });
-    let efc = given(opts.map(|o| o.ef_construction)).unwrap_or(if recall && given(opts.map(|o| o.m)).is_none() {
-        RECALL_EF_CONSTRUCTION
-    } else {
-        DEFAULT_EF_CONSTRUCTION
-    });
+    let efc = given(opts.map(|o| o.ef_construction)).unwrap_or(
+        if recall && given(opts.map(|o| o.m)).is_none() {
+            RECALL_EF_CONSTRUCTION
+        } else {
+            DEFAULT_EF_CONSTRUCTION
+        },
+    );
     if efc < 2 * m {
         ereport!(
             ERROR,

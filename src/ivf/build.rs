@@ -6,10 +6,10 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use recall_core::calibrate::Truth;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
 use recall_core::ivf::kmeans::{kmeans, normalize, KMeansParams};
-use recall_core::calibrate::Truth;
 use recall_core::ivf::{default_probes, sample_rows, self_sized_lists, tuple};
 use recall_core::nearest::{nearest_two, squared_norms};
 use recall_core::sample::Reservoir;
@@ -86,7 +86,6 @@ struct Loader {
 }
 
 use crate::am::temp_context;
-
 
 /// Rows the planner expects in `heap`, for sizing the sample before counting.
 unsafe fn estimated_rows(heap: pg_sys::Relation) -> usize {
@@ -207,7 +206,13 @@ pub unsafe extern "C-unwind" fn ambuild(
     // The sample is shuffled: its first rows are random rows.
     let truth = target.map(|t| {
         let q = CALIBRATION_QUERIES.min(sample_count);
-        Truth::new(sample[..q * dims].to_vec(), sample_tids[..q].to_vec(), dims, t.k, metric)
+        Truth::new(
+            sample[..q * dims].to_vec(),
+            sample_tids[..q].to_vec(),
+            dims,
+            t.k,
+            metric,
+        )
     });
     let clustered = pool.run(
         |cancel| kmeans(&sample, dims, &params, cancel, &done),
@@ -349,7 +354,9 @@ unsafe extern "C-unwind" fn sample_callback(
     let s = &mut *(state as *mut Sampler);
     let tid = page::from_item_pointer(&*tid).to_u64();
     let (cxt, metric, dims) = (s.tmp_cxt, s.metric, s.dims);
-    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| s.sample.offer(v, tid));
+    crate::am::with_build_row(cxt, *values, *isnull, metric, dims, |v| {
+        s.sample.offer(v, tid)
+    });
 }
 
 #[pg_guard]

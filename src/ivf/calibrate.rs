@@ -21,7 +21,9 @@ pub fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth,
     let dims = meta.dims as usize;
     let lists = meta.lists as usize;
     let metric = meta.metric();
-    let queries: Vec<Vec<f32>> = (0..truth.queries()).map(|q| truth.query(q).to_vec()).collect();
+    let queries: Vec<Vec<f32>> = (0..truth.queries())
+        .map(|q| truth.query(q).to_vec())
+        .collect();
     let truth = truth.finish();
     if queries.is_empty() {
         return;
@@ -33,7 +35,10 @@ pub fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth,
                 .par_iter()
                 .map(|q| {
                     let mut rank = vec![0u32; lists];
-                    for (r, (_, j)) in centroids::ranked(centroids, dims, metric, q).into_iter().enumerate() {
+                    for (r, (_, j)) in centroids::ranked(centroids, dims, metric, q)
+                        .into_iter()
+                        .enumerate()
+                    {
                         rank[j as usize] = r as u32;
                     }
                     rank
@@ -50,7 +55,11 @@ pub fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth,
     meta.target_k = t.k as u32;
     meta.calibrated_recall = achieved as f32;
     meta.calibration_queries = queries.len() as u32;
-    let reached = if achieved >= t.recall { "" } else { " (the target is not reachable: every list is probed)" };
+    let reached = if achieved >= t.recall {
+        ""
+    } else {
+        " (the target is not reachable: every list is probed)"
+    };
     ereport!(
         NOTICE,
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -71,12 +80,16 @@ pub unsafe fn tune(index: pg_sys::Relation, t: Target) {
     let lists = Lists::read(index, &meta);
     let mut sample = QuerySample::new(dims);
     for (_, buf) in ListPages::new(index, lists.heads.clone(), Lock::Share) {
-        entries(buf.page(), dims, |_, e| sample.offer(&e.vector(), e.tid().to_u64()));
+        entries(buf.page(), dims, |_, e| {
+            sample.offer(&e.vector(), e.tid().to_u64())
+        });
     }
     let pool = Pool::new(crate::parallel::maintenance_threads());
     let mut observer = Observer::new(sample.into_truth(index, t, meta.metric()), &pool);
     for (j, buf) in ListPages::new(index, lists.heads.clone(), Lock::Share) {
-        entries(buf.page(), dims, |_, e| observer.push(&e.vector(), e.tid().to_u64(), j as u32));
+        entries(buf.page(), dims, |_, e| {
+            observer.push(&e.vector(), e.tid().to_u64(), j as u32)
+        });
         drop(buf);
         observer.page_done();
     }

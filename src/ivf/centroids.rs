@@ -2,10 +2,10 @@
 //! list's header when an insert starts a new page.
 
 use pgrx::pg_sys;
-use std::cell::RefCell;
-use std::rc::Rc;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::ivf::tuple;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use super::meta::IvfMeta;
 use super::PAGE_CENTROIDS;
@@ -31,7 +31,12 @@ pub unsafe fn cached(index: pg_sys::Relation, meta: &IvfMeta) -> Rc<Vec<f32>> {
         static CACHE: RefCell<Vec<(pg_sys::Oid, u64, Rc<Vec<f32>>)>> = const { RefCell::new(Vec::new()) };
     }
     let oid = (*index).rd_id;
-    if let Some(c) = CACHE.with(|c| c.borrow().iter().find(|e| e.0 == oid && e.1 == meta.build_id).map(|e| e.2.clone())) {
+    if let Some(c) = CACHE.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|e| e.0 == oid && e.1 == meta.build_id)
+            .map(|e| e.2.clone())
+    }) {
         return c;
     }
     let c = Rc::new(Lists::read(index, meta).centroids);
@@ -61,8 +66,11 @@ pub unsafe fn head(index: pg_sys::Relation, meta: &IvfMeta, j: usize) -> u32 {
 /// inner-product and cosine indexes are unit vectors, ranked by inner product.
 pub fn ranked(centroids: &[f32], dims: usize, metric: Metric, q: &[f32]) -> Vec<(f32, u32)> {
     let metric = list_metric(metric);
-    let mut r: Vec<(f32, u32)> =
-        centroids.chunks_exact(dims).enumerate().map(|(j, c)| (order_distance(metric, q, c), j as u32)).collect();
+    let mut r: Vec<(f32, u32)> = centroids
+        .chunks_exact(dims)
+        .enumerate()
+        .map(|(j, c)| (order_distance(metric, q, c), j as u32))
+        .collect();
     r.sort_by(|a, b| a.0.total_cmp(&b.0));
     r
 }

@@ -22,7 +22,13 @@ pub struct ListPages {
 impl ListPages {
     pub fn new(index: pg_sys::Relation, heads: Vec<u32>, lock: Lock) -> Self {
         let next = heads.first().copied().unwrap_or(tuple::NO_PAGE);
-        ListPages { index, heads, lock, list: 0, next }
+        ListPages {
+            index,
+            heads,
+            lock,
+            list: 0,
+            next,
+        }
     }
 }
 

@@ -95,7 +95,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, s: &mut ScanState) {
         prepare(s.metric, v.as_slice()).unwrap_or_else(|| vec![0.0; s.dims])
     };
     let c = centroids::cached(index, &meta);
-    s.order = centroids::ranked(&c, s.dims, s.metric, &s.query).into_iter().map(|(_, j)| j).collect();
+    s.order = centroids::ranked(&c, s.dims, s.metric, &s.query)
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect();
     s.meta = Some(meta);
     let probes = options::effective_probes(&meta);
     s.probes = probes.clamp(1, s.order.len().max(1));

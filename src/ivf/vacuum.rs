@@ -13,7 +13,9 @@ use crate::storage::WalGuard;
 use crate::am::bulk_delete_stats as stats_or_new;
 
 /// Every list page, exclusively locked, list by list.
-unsafe fn list_pages(index: pg_sys::Relation) -> impl Iterator<Item = crate::storage::LockedBuffer> {
+unsafe fn list_pages(
+    index: pg_sys::Relation,
+) -> impl Iterator<Item = crate::storage::LockedBuffer> {
     let meta = meta::read(index);
     ListPages::new(index, Lists::read(index, &meta).heads, Lock::Exclusive).map(|(_, buf)| buf)
 }

@@ -11,10 +11,13 @@ use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
-/// Relations larger than this many blocks are not remembered (4 bytes per block).
-const MAX_BLOCKS: u32 = 1 << 24;
+/// Blocks past this one (16 GB into a relation) are read the plain way (4 bytes per block).
+const MAX_BLOCKS: u32 = 1 << 21;
 /// How many relations are remembered; the least recently used one is forgotten first.
 const MAX_RELATIONS: usize = 64;
+/// Remembered blocks over all relations (16 MB per backend); least recently used relations
+/// are forgotten past it.
+const MAX_TOTAL_BLOCKS: usize = 1 << 22;
 
 type RelKey = (u32, u32, u32);
 
@@ -28,7 +31,10 @@ thread_local! {
 #[cfg(feature = "pg15")]
 unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileNode) {
     let n = (*rel).rd_node;
-    ((n.spcNode.to_u32(), n.dbNode.to_u32(), n.relNode.to_u32()), n)
+    (
+        (n.spcNode.to_u32(), n.dbNode.to_u32(), n.relNode.to_u32()),
+        n,
+    )
 }
 
 #[cfg(not(feature = "pg15"))]
@@ -87,12 +93,22 @@ pub fn read(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
         return remembered;
     }
     let buf = unsafe { pg_sys::ReadBuffer(rel, blk) };
-    with_blocks(key, |v| {
-        if v.len() <= blk as usize {
+    let grew = with_blocks(key, |v| {
+        let grew = v.len() <= blk as usize;
+        if grew {
             v.resize(blk as usize + 1, 0);
         }
         v[blk as usize] = buf;
+        grew
     });
+    if grew {
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            while r.len() > 1 && r.iter().map(|(_, v)| v.len()).sum::<usize>() > MAX_TOTAL_BLOCKS {
+                r.pop();
+            }
+        });
+    }
     buf
 }
 
@@ -146,4 +162,53 @@ fn line_pointer_at(offset: u16) -> usize {
     let header = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
     let at = header + 4 * (offset.max(1) as usize - 1);
     at.min(pg_sys::BLCKSZ as usize - 4)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::{exact_copy, force_index, make_table, recall};
+    use pgrx::prelude::*;
+
+    /// Scans remember buffers across statements; a relation rewritten under them (TRUNCATE,
+    /// REINDEX) or living in local buffers (a temp table) must still read its own pages.
+    #[pg_test]
+    fn scans_after_rewrites_and_on_temp_tables_read_current_pages() {
+        for am in ["hnsw", "ivfflat"] {
+            let t = format!("rw_{am}");
+            make_table(&t, 2000, 8);
+            exact_copy(&t);
+            Spi::run(&format!(
+                "CREATE INDEX {t}_idx ON {t} USING {am} (v vector_l2_ops)"
+            ))
+            .unwrap();
+            force_index();
+            let check = |t: &str, when: &str| {
+                let r = recall(t, "<->", 10, 20);
+                assert!(r >= 0.9, "{am}: recall@10 {r} {when}");
+            };
+            check(&t, "before any rewrite");
+            // New rows under the same relation name and new relfilenodes.
+            Spi::run(&format!(
+                "CREATE TEMP TABLE {t}_moved AS SELECT id, category,
+                   (SELECT array_agg(x * 2 + 50) FROM unnest(v::real[]) x)::vector AS v FROM {t};
+                 TRUNCATE {t}, {t}_exact;
+                 INSERT INTO {t} SELECT * FROM {t}_moved;
+                 INSERT INTO {t}_exact SELECT * FROM {t}_moved;"
+            ))
+            .unwrap();
+            check(&t, "after TRUNCATE");
+            Spi::run(&format!("REINDEX INDEX {t}_idx")).unwrap();
+            check(&t, "after REINDEX");
+
+            let tt = format!("tmp_{am}");
+            Spi::run(&format!(
+                "CREATE TEMP TABLE {tt} AS SELECT * FROM {t};
+                 CREATE TEMP TABLE {tt}_exact AS SELECT * FROM {t};
+                 CREATE INDEX ON {tt} USING {am} (v vector_l2_ops);"
+            ))
+            .unwrap();
+            check(&tt, "on a temp table");
+        }
+    }
 }

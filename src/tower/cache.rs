@@ -48,7 +48,6 @@ pub fn stats() -> Stats {
     STATS.with(|s| *s.borrow())
 }
 
-
 pub fn count(f: impl FnOnce(&mut Stats)) {
     STATS.with(|s| f(&mut s.borrow_mut()));
 }
@@ -97,7 +96,11 @@ pub fn forget(name: &str) {
 /// Cached (name, version) pairs, for `recall.tower_stats()`.
 pub fn cached_versions() -> Vec<(String, i32)> {
     MODELS.with(|m| {
-        let mut v: Vec<_> = m.borrow().iter().map(|(n, c)| (n.clone(), c.version)).collect();
+        let mut v: Vec<_> = m
+            .borrow()
+            .iter()
+            .map(|(n, c)| (n.clone(), c.version))
+            .collect();
         v.sort();
         v
     })
@@ -173,7 +176,11 @@ pub fn get(name: &str) -> (i32, Rc<Model>) {
     MODELS.with(|m| {
         m.borrow_mut().insert(
             name.to_owned(),
-            Cached { version, model: model.clone(), checked: generation },
+            Cached {
+                version,
+                model: model.clone(),
+                checked: generation,
+            },
         )
     });
     (version, model)

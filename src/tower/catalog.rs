@@ -48,7 +48,11 @@ fn store(name: &str, weights: &[u8], config: Option<JsonB>) -> i32 {
 fn load_model(name: Option<&str>, weights: Option<&[u8]>, config: Option<JsonB>) -> i32 {
     let name = model_name(name);
     let Some(weights) = weights else {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "model weights must not be NULL");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "model weights must not be NULL"
+        );
     };
     store(name, weights, config)
 }
@@ -65,7 +69,11 @@ fn load_model_file(name: Option<&str>, path: Option<&str>, config: Option<JsonB>
         );
     }
     let Some(path) = path else {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "model file path must not be NULL");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "model file path must not be NULL"
+        );
     };
     let weights = std::fs::read(path).unwrap_or_else(|e| {
         ereport!(
@@ -115,7 +123,11 @@ fn model_info(name: Option<&str>) -> JsonB {
     let (version, model) = cache::get(name);
     let (versions, created, bytes) = Spi::connect(|client| {
         let versions: Vec<i32> = client
-            .select("SELECT version FROM recall.models WHERE name = $1 ORDER BY version", None, &[name.into()])?
+            .select(
+                "SELECT version FROM recall.models WHERE name = $1 ORDER BY version",
+                None,
+                &[name.into()],
+            )?
             .map(|r| r.get::<i32>(1).map(|v| v.unwrap_or_default()))
             .collect::<Result<_, _>>()?;
         let row = client

@@ -39,12 +39,14 @@ fn memo_key(args: &[(&str, Value)]) -> Vec<u8> {
             Value::Ids(ids) => {
                 k.push(2);
                 k.extend_from_slice(&ids.len().to_ne_bytes());
-                ids.iter().for_each(|i| k.extend_from_slice(&i.to_ne_bytes()));
+                ids.iter()
+                    .for_each(|i| k.extend_from_slice(&i.to_ne_bytes()));
             }
             Value::Dense(f) => {
                 k.push(3);
                 k.extend_from_slice(&f.len().to_ne_bytes());
-                f.iter().for_each(|x| k.extend_from_slice(&x.to_bits().to_ne_bytes()));
+                f.iter()
+                    .for_each(|x| k.extend_from_slice(&x.to_bits().to_ne_bytes()));
             }
         }
     }
@@ -78,12 +80,20 @@ fn run(side: Side, name: Option<&str>, args: &[(&str, Value)]) -> VectorBuf {
     cache::count(|s| s.forward_passes += 1);
     let v = VectorBuf::from_slice(&output);
     LAST.with(|l| {
-        l.borrow_mut()[slot] = Some(Memo { model: name.to_owned(), version, key, output })
+        l.borrow_mut()[slot] = Some(Memo {
+            model: name.to_owned(),
+            version,
+            key,
+            output,
+        })
     });
     v
 }
 
-fn no_nulls<'a, T: pgrx::array::Scalar>(what: &str, a: &'a Option<Array<'a, T>>) -> Option<&'a [T]> {
+fn no_nulls<'a, T: pgrx::array::Scalar>(
+    what: &str,
+    a: &'a Option<Array<'a, T>>,
+) -> Option<&'a [T]> {
     a.as_ref().map(|a| {
         a.as_slice().unwrap_or_else(|_| {
             ereport!(

@@ -18,7 +18,11 @@ pub fn raise(context: &str, e: &TowerError) -> ! {
         TowerError::Invalid(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         TowerError::Input(_) => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
     };
-    let message = if context.is_empty() { e.to_string() } else { format!("{context}: {e}") };
+    let message = if context.is_empty() {
+        e.to_string()
+    } else {
+        format!("{context}: {e}")
+    };
     ereport!(ERROR, code, message);
 }
 
@@ -26,10 +30,18 @@ pub fn raise(context: &str, e: &TowerError) -> ! {
 pub fn model_name(name: Option<&str>) -> &str {
     match name {
         None => {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "model name must not be NULL");
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "model name must not be NULL"
+            );
         }
         Some("") => {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "model name must not be empty");
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "model name must not be empty"
+            );
         }
         Some(n) => n,
     }

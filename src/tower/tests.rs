@@ -34,17 +34,28 @@ mod tests {
     }
 
     fn ids(v: &Json) -> Vec<i64> {
-        v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
     }
 
     fn floats(v: &Json) -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str) {
         assert_eq!(got.len(), want.len(), "{what}");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= 1e-5, "{what}[{i}]: pg_recall {g}, PyTorch {w}");
+            assert!(
+                (g - w).abs() <= 1e-5,
+                "{what}[{i}]: pg_recall {g}, PyTorch {w}"
+            );
         }
     }
 
@@ -63,7 +74,11 @@ mod tests {
             )
             .unwrap()
             .unwrap();
-            assert_close(&got, &floats(&c["expected"]), &format!("{name} user case {n}"));
+            assert_close(
+                &got,
+                &floats(&c["expected"]),
+                &format!("{name} user case {n}"),
+            );
         }
         for (n, c) in cases["item"].as_array().unwrap().iter().enumerate() {
             let tags: Vec<i32> = ids(&c["tags"]).into_iter().map(|t| t as i32).collect();
@@ -79,7 +94,11 @@ mod tests {
             )
             .unwrap()
             .unwrap();
-            assert_close(&got, &floats(&c["expected"]), &format!("{name} item case {n}"));
+            assert_close(
+                &got,
+                &floats(&c["expected"]),
+                &format!("{name} item case {n}"),
+            );
         }
     }
 
@@ -91,9 +110,15 @@ mod tests {
         check_parity("fx16", F16_CASES);
         assert_eq!(load("fxbf16", BF16, None), 1);
         check_parity("fxbf16", BF16_CASES);
-        let info = Spi::get_one::<pgrx::JsonB>("SELECT recall.model_info('fx32')").unwrap().unwrap().0;
+        let info = Spi::get_one::<pgrx::JsonB>("SELECT recall.model_info('fx32')")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(info["version"], 1);
-        assert_eq!(info["user_tower"]["inputs"], serde_json::json!(["user_id", "features", "behavior"]));
+        assert_eq!(
+            info["user_tower"]["inputs"],
+            serde_json::json!(["user_id", "features", "behavior"])
+        );
         assert_eq!(info["user_tower"]["features"], 6);
         assert_eq!(info["item_tower"]["output_dim"], 64);
         assert_eq!(info["weights_bytes"], F32.len());
@@ -102,28 +127,60 @@ mod tests {
     #[pg_test]
     fn versions_load_drop_and_switch() {
         assert_eq!(load("m", F16, None), 1);
-        let dims = || Spi::get_one::<i32>("SELECT vector_dims(recall.user_tower('m', 1, array_fill(0.5::real, ARRAY[6])))").unwrap();
+        let dims = || {
+            Spi::get_one::<i32>(
+                "SELECT vector_dims(recall.user_tower('m', 1, array_fill(0.5::real, ARRAY[6])))",
+            )
+            .unwrap()
+        };
         assert_eq!(dims(), Some(16));
         // The same name again: a new version, used from then on, the old one kept.
         assert_eq!(load("m", F32, None), 2);
         assert_eq!(dims(), Some(64));
-        let versions = Spi::get_one::<pgrx::JsonB>("SELECT recall.model_info('m')->'versions'").unwrap().unwrap().0;
+        let versions = Spi::get_one::<pgrx::JsonB>("SELECT recall.model_info('m')->'versions'")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(versions, serde_json::json!([1, 2]));
-        assert_eq!(Spi::get_one::<i64>("SELECT recall.drop_model('m', 2)").unwrap(), Some(1));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT recall.drop_model('m', 2)").unwrap(),
+            Some(1)
+        );
         assert_eq!(dims(), Some(16));
-        assert_eq!(Spi::get_one::<i64>("SELECT recall.drop_model('m')").unwrap(), Some(1));
-        assert_sql_error("SELECT recall.user_tower('m', 1)", "model \"m\" does not exist");
-        assert_sql_error("SELECT recall.drop_model('m')", "model \"m\" does not exist");
-        assert_sql_error("SELECT recall.drop_model('fx', 3)", "model \"fx\" version 3 does not exist");
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT recall.drop_model('m')").unwrap(),
+            Some(1)
+        );
+        assert_sql_error(
+            "SELECT recall.user_tower('m', 1)",
+            "model \"m\" does not exist",
+        );
+        assert_sql_error(
+            "SELECT recall.drop_model('m')",
+            "model \"m\" does not exist",
+        );
+        assert_sql_error(
+            "SELECT recall.drop_model('fx', 3)",
+            "model \"fx\" version 3 does not exist",
+        );
     }
 
     #[pg_test]
     fn bad_inputs_are_errors() {
         load("fx", F32, None);
         let f6 = "array_fill(0.5::real, ARRAY[6])";
-        assert_sql_error("SELECT recall.user_tower(NULL, 1)", "model name must not be NULL");
-        assert_sql_error("SELECT recall.user_tower('', 1)", "model name must not be empty");
-        assert_sql_error("SELECT recall.user_tower('nope', 1)", "model \"nope\" does not exist");
+        assert_sql_error(
+            "SELECT recall.user_tower(NULL, 1)",
+            "model name must not be NULL",
+        );
+        assert_sql_error(
+            "SELECT recall.user_tower('', 1)",
+            "model name must not be empty",
+        );
+        assert_sql_error(
+            "SELECT recall.user_tower('nope', 1)",
+            "model \"nope\" does not exist",
+        );
         assert_sql_error(
             "SELECT recall.user_tower('fx', 1, ARRAY[1,2,3]::real[])",
             "model \"fx\" version 1: expected 6 features, not 3",
@@ -150,13 +207,23 @@ mod tests {
         );
         // Out-of-vocabulary users map to the configured row 0.
         assert!(sql_error(&format!("SELECT recall.user_tower('fx', 123456, {f6})")).is_none());
-        assert_sql_error("SELECT recall.load_model('x', NULL)", "model weights must not be NULL");
+        assert_sql_error(
+            "SELECT recall.load_model('x', NULL)",
+            "model weights must not be NULL",
+        );
         let e = sql_error("SELECT recall.load_model('x', '\\x0102'::bytea)").unwrap();
         assert!(e.contains("invalid safetensors file"), "{e}");
         let mut truncated = F32.to_vec();
         truncated.truncate(F32.len() - 10);
-        let e = sql_error(&format!("SELECT recall.load_model('x', '\\x{}'::bytea)", hex(&truncated))).unwrap();
-        assert!(e.starts_with("cannot load model \"x\": invalid safetensors file"), "{e}");
+        let e = sql_error(&format!(
+            "SELECT recall.load_model('x', '\\x{}'::bytea)",
+            hex(&truncated)
+        ))
+        .unwrap();
+        assert!(
+            e.starts_with("cannot load model \"x\": invalid safetensors file"),
+            "{e}"
+        );
         let wrong = F16_CONFIG.replace("\"vocab\": 40", "\"vocab\": 41");
         let e = sql_error(&format!(
             "SELECT recall.load_model('x', '\\x{}'::bytea, '{}'::jsonb)",
@@ -173,7 +240,10 @@ mod tests {
             "could not read model file \"/nonexistent/model.safetensors\": No such file or directory (os error 2)",
         );
         // Nothing half-stored by the failures.
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM recall.models WHERE name = 'x'").unwrap(), Some(0));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM recall.models WHERE name = 'x'").unwrap(),
+            Some(0)
+        );
     }
 
     /// `ORDER BY embedding <#> recall.user_tower(...)` runs the model once per query, whatever
@@ -192,7 +262,10 @@ mod tests {
         )
         .unwrap();
         // A different user for each plan, so the second does not reuse the first's result.
-        for (user, plan) in [(7, "SET LOCAL enable_seqscan = off"), (8, "SET LOCAL enable_indexscan = off")] {
+        for (user, plan) in [
+            (7, "SET LOCAL enable_seqscan = off"),
+            (8, "SET LOCAL enable_indexscan = off"),
+        ] {
             Spi::run(plan).unwrap();
             let query = format!(
                 "SELECT count(*) FROM (SELECT id FROM items
@@ -202,7 +275,11 @@ mod tests {
             let (passes, lookups) = (stat("forward_passes"), stat("catalog_lookups"));
             assert_eq!(Spi::get_one::<i64>(&query).unwrap(), Some(10));
             assert_eq!(stat("forward_passes") - passes, 1, "{plan}");
-            assert_eq!(stat("catalog_lookups") - lookups, 0, "{plan}: already checked in this transaction");
+            assert_eq!(
+                stat("catalog_lookups") - lookups,
+                0,
+                "{plan}: already checked in this transaction"
+            );
             Spi::run("RESET enable_seqscan; RESET enable_indexscan").unwrap();
         }
         // A different user per row: one forward pass each, still no catalog read.

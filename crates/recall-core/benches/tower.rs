@@ -6,7 +6,11 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use recall_core::tower::{reference, Model, Side, Value};
 
 fn user_tower(c: &mut Criterion) {
-    let sizes = reference::Sizes { users: 100_000, items: 50_000, ..Default::default() };
+    let sizes = reference::Sizes {
+        users: 100_000,
+        items: 50_000,
+        ..Default::default()
+    };
     let config = reference::config(&sizes);
     let model = Model::load(&reference::random_weights(&config, 7), None).expect("model");
     let tower = model.tower(Side::User).expect("user tower");

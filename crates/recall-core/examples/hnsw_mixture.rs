@@ -69,7 +69,10 @@ fn main() {
             d[..k].iter().map(|x| x.1).collect()
         })
         .collect();
-    for ef in [40, 160, 320, 1000, 2000, 4000].into_iter().filter(|&ef| ef >= k) {
+    for ef in [40, 160, 320, 1000, 2000, 4000]
+        .into_iter()
+        .filter(|&ef| ef >= k)
+    {
         let (mut hits, mut evals) = (0, 0);
         for (qi, q) in qs.chunks(dims).enumerate() {
             let (r, n) = search_counted(&g, q, k, ef);

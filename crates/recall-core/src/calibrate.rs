@@ -30,7 +30,9 @@ impl Eq for Neighbour {}
 
 impl Ord for Neighbour {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.distance.total_cmp(&other.distance).then(self.id.cmp(&other.id))
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.id.cmp(&other.id))
     }
 }
 
@@ -52,10 +54,23 @@ pub struct Truth {
 }
 
 impl Truth {
-    pub fn new(queries: Vec<f32>, query_ids: Vec<u64>, dims: usize, k: usize, metric: Metric) -> Truth {
+    pub fn new(
+        queries: Vec<f32>,
+        query_ids: Vec<u64>,
+        dims: usize,
+        k: usize,
+        metric: Metric,
+    ) -> Truth {
         assert_eq!(queries.len(), query_ids.len() * dims);
         let n = query_ids.len();
-        Truth { dims, k, metric, queries, query_ids, heaps: vec![BinaryHeap::with_capacity(k + 1); n] }
+        Truth {
+            dims,
+            k,
+            metric,
+            queries,
+            query_ids,
+            heaps: vec![BinaryHeap::with_capacity(k + 1); n],
+        }
     }
 
     pub fn query_id(&self, q: usize) -> u64 {
@@ -80,40 +95,59 @@ impl Truth {
         let (dims, k, metric) = (self.dims, self.k, self.metric);
         let queries = &self.queries;
         let query_ids = &self.query_ids;
-        let per = self.heaps.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-        self.heaps.par_chunks_mut(per).enumerate().for_each(|(c, heaps)| {
-            for (b, block) in rows.chunks(BLOCK_ROWS * dims).enumerate() {
-                for (i, heap) in heaps.iter_mut().enumerate() {
-                    let q = c * per + i;
-                    let qv = &queries[q * dims..(q + 1) * dims];
-                    for (r, v) in block.chunks_exact(dims).enumerate() {
-                        let row = b * BLOCK_ROWS + r;
-                        if ids[row] == query_ids[q] {
-                            continue;
-                        }
-                        let d = order_distance(metric, qv, v);
-                        if heap.len() < k || d < heap.peek().expect("k ≥ 1").distance {
-                            heap.push(Neighbour { distance: d, id: ids[row], tag: tags[row] });
-                            if heap.len() > k {
-                                heap.pop();
+        let per = self
+            .heaps
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1);
+        self.heaps
+            .par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(c, heaps)| {
+                for (b, block) in rows.chunks(BLOCK_ROWS * dims).enumerate() {
+                    for (i, heap) in heaps.iter_mut().enumerate() {
+                        let q = c * per + i;
+                        let qv = &queries[q * dims..(q + 1) * dims];
+                        for (r, v) in block.chunks_exact(dims).enumerate() {
+                            let row = b * BLOCK_ROWS + r;
+                            if ids[row] == query_ids[q] {
+                                continue;
+                            }
+                            let d = order_distance(metric, qv, v);
+                            if heap.len() < k || d < heap.peek().expect("k ≥ 1").distance {
+                                heap.push(Neighbour {
+                                    distance: d,
+                                    id: ids[row],
+                                    tag: tags[row],
+                                });
+                                if heap.len() > k {
+                                    heap.pop();
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
     }
 
     /// Each query's neighbours, nearest first.
     pub fn finish(self) -> Vec<Vec<Neighbour>> {
-        self.heaps.into_iter().map(|h| h.into_sorted_vec()).collect()
+        self.heaps
+            .into_iter()
+            .map(|h| h.into_sorted_vec())
+            .collect()
     }
 }
 
 /// Recall@k of an IVF scan for every probe count: entry `p − 1` is the recall with `p`
 /// probes. `list_rank[q][j]` is the rank of list `j` among query q's lists (0 = closest);
 /// the neighbours' tags are their lists.
-pub fn ivf_curve(truth: &[Vec<Neighbour>], list_rank: &[Vec<u32>], lists: usize, k: usize) -> Vec<f64> {
+pub fn ivf_curve(
+    truth: &[Vec<Neighbour>],
+    list_rank: &[Vec<u32>],
+    lists: usize,
+    k: usize,
+) -> Vec<f64> {
     let mut found_at = vec![0u64; lists + 1];
     let mut total = 0u64;
     for (nbrs, ranks) in truth.iter().zip(list_rank) {
@@ -127,7 +161,11 @@ pub fn ivf_curve(truth: &[Vec<Neighbour>], list_rank: &[Vec<u32>], lists: usize,
     let mut acc = 0u64;
     for found in &found_at[..lists] {
         acc += found;
-        curve.push(if total == 0 { 1.0 } else { acc as f64 / total as f64 });
+        curve.push(if total == 0 {
+            1.0
+        } else {
+            acc as f64 / total as f64
+        });
     }
     curve
 }
@@ -171,12 +209,22 @@ impl<G: GraphView> GraphView for Hiding<G> {
 /// (the vector of node `hidden`) when node `hidden` is invisible: the same upper-layer
 /// descent from the entry point at `entry_level`, then the relaxed-order layer-0 scan, batch
 /// after batch of `ef` — so `ef` below `k` is measured as a scan with `LIMIT k` runs it.
-pub fn search_hiding<G>(graph: G, hidden: G::Id, entry: G::Id, entry_level: usize, k: usize, ef: usize) -> Vec<G::Id>
+pub fn search_hiding<G>(
+    graph: G,
+    hidden: G::Id,
+    entry: G::Id,
+    entry_level: usize,
+    k: usize,
+    ef: usize,
+) -> Vec<G::Id>
 where
     G: GraphView,
     G::Id: std::hash::Hash,
 {
-    let mut view = Hiding { inner: graph, hidden };
+    let mut view = Hiding {
+        inner: graph,
+        hidden,
+    };
     let mut buf = Vec::new();
     // The entry point itself may be the hidden node (one query in n): start there anyway.
     let Some(d) = view.inner.distance(entry) else {
@@ -219,17 +267,30 @@ pub fn recall_of(truth: &[Vec<Neighbour>], found: &[Vec<u64>], k: usize) -> f64 
 
 /// Recall@k of the in-memory graph at beam width `ef` for the given query nodes, each
 /// searched with its own node hidden (it is also left out of its truth).
-pub fn hnsw_recall(g: &MemGraph, queries: &[u32], truth: &[Vec<Neighbour>], k: usize, ef: usize) -> f64 {
+pub fn hnsw_recall(
+    g: &MemGraph,
+    queries: &[u32],
+    truth: &[Vec<Neighbour>],
+    k: usize,
+    ef: usize,
+) -> f64 {
     let Some(entry) = g.entry() else {
         return recall_of(truth, &vec![Vec::new(); queries.len()], k);
     };
     let found: Vec<Vec<u64>> = queries
         .par_iter()
         .map(|&q| {
-            search_hiding(g.view(g.vector(q)), q, entry, g.level(entry) as usize, k, ef)
-                .into_iter()
-                .map(u64::from)
-                .collect()
+            search_hiding(
+                g.view(g.vector(q)),
+                q,
+                entry,
+                g.level(entry) as usize,
+                k,
+                ef,
+            )
+            .into_iter()
+            .map(u64::from)
+            .collect()
         })
         .collect();
     recall_of(truth, &found, k)
@@ -241,7 +302,12 @@ pub fn hnsw_recall(g: &MemGraph, queries: &[u32], truth: &[Vec<Neighbour>], k: u
 /// Doubling from `lo` first, then bisecting the last doubling step: the cost of a setting
 /// grows with it, and the answer is usually small, so this avoids measuring the largest
 /// settings at all (a bisection over the whole range starts with `hi`).
-pub fn smallest(lo: usize, hi: usize, target: f64, mut recall_at: impl FnMut(usize) -> f64) -> (usize, f64) {
+pub fn smallest(
+    lo: usize,
+    hi: usize,
+    target: f64,
+    mut recall_at: impl FnMut(usize) -> f64,
+) -> (usize, f64) {
     let lo = lo.clamp(1, hi.max(1));
     let (mut below, mut at) = (lo - 1, lo);
     let mut r = recall_at(at);
@@ -291,7 +357,11 @@ mod tests {
 
     #[test]
     fn ivf_curve_counts_neighbours_by_list_rank() {
-        let nb = |tag| Neighbour { distance: 0.0, id: 0, tag };
+        let nb = |tag| Neighbour {
+            distance: 0.0,
+            id: 0,
+            tag,
+        };
         // Query 0: neighbours in lists 0 and 2; query 1: both in list 1.
         let truth = vec![vec![nb(0), nb(2)], vec![nb(1), nb(1)]];
         let ranks = vec![vec![0, 1, 2], vec![2, 0, 1]];
@@ -327,22 +397,46 @@ mod tests {
         use crate::rng::SplitMix64;
         let (n, dims) = (3000, 16);
         let mut rng = SplitMix64::new(3);
-        let centres: Vec<f32> = (0..20 * dims).map(|_| rng.next_f64_open0() as f32 * 4.0).collect();
+        let centres: Vec<f32> = (0..20 * dims)
+            .map(|_| rng.next_f64_open0() as f32 * 4.0)
+            .collect();
         let mut data = Vec::with_capacity(n * dims);
         for i in 0..n {
             let c = i % 20;
-            data.extend((0..dims).map(|d| centres[c * dims + d] + rng.next_f64_open0() as f32 - 0.5));
+            data.extend(
+                (0..dims).map(|d| centres[c * dims + d] + rng.next_f64_open0() as f32 - 0.5),
+            );
         }
-        let params = HnswParams { m: 8, ef_construction: 32, metric: Metric::L2, seed: 1 };
-        let g = MemGraph::build(data.clone(), dims, &params, &std::sync::atomic::AtomicBool::new(false), &std::sync::atomic::AtomicUsize::new(0)).unwrap();
+        let params = HnswParams {
+            m: 8,
+            ef_construction: 32,
+            metric: Metric::L2,
+            seed: 1,
+        };
+        let g = MemGraph::build(
+            data.clone(),
+            dims,
+            &params,
+            &std::sync::atomic::AtomicBool::new(false),
+            &std::sync::atomic::AtomicUsize::new(0),
+        )
+        .unwrap();
         let queries: Vec<u32> = (0..100).map(|i| i * 29).collect();
         let qv: Vec<f32> = queries.iter().flat_map(|&q| g.vector(q).to_vec()).collect();
-        let mut t = Truth::new(qv, queries.iter().map(|&q| q as u64).collect(), dims, 10, Metric::L2);
+        let mut t = Truth::new(
+            qv,
+            queries.iter().map(|&q| q as u64).collect(),
+            dims,
+            10,
+            Metric::L2,
+        );
         let ids: Vec<u64> = (0..n as u64).collect();
         let all: Vec<f32> = (0..n as u32).flat_map(|i| g.vector(i).to_vec()).collect();
         t.observe(&all, &ids, &vec![0; n]);
         let truth = t.finish();
-        let (ef, r) = smallest(10, 500, 0.95, |ef| hnsw_recall(&g, &queries, &truth, 10, ef));
+        let (ef, r) = smallest(10, 500, 0.95, |ef| {
+            hnsw_recall(&g, &queries, &truth, 10, ef)
+        });
         assert!(r >= 0.95, "ef {ef}: {r}");
         assert!(hnsw_recall(&g, &queries, &truth, 10, 500) >= r);
     }

@@ -14,7 +14,11 @@ pub struct QueryScore {
 /// them; `exact` is the true top-k. A returned row is relevant when it is one of the exact
 /// rows or ties with the k-th exact distance (ann-benchmarks' convention); a row returned
 /// twice counts once. None when the exact search found no row (nothing to recall).
-pub fn score<T: Eq + Hash>(returned: &[(T, f64)], exact: &[(T, f64)], k: usize) -> Option<QueryScore> {
+pub fn score<T: Eq + Hash>(
+    returned: &[(T, f64)],
+    exact: &[(T, f64)],
+    k: usize,
+) -> Option<QueryScore> {
     let n = exact.len().min(k);
     if n == 0 {
         return None;
@@ -34,7 +38,10 @@ pub fn score<T: Eq + Hash>(returned: &[(T, f64)], exact: &[(T, f64)], k: usize) 
         }
     }
     let ideal: f64 = (0..n).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
-    Some(QueryScore { recall: (hits.min(n)) as f64 / n as f64, ndcg: (dcg / ideal).min(1.0) })
+    Some(QueryScore {
+        recall: (hits.min(n)) as f64 / n as f64,
+        ndcg: (dcg / ideal).min(1.0),
+    })
 }
 
 /// The p-th percentile (0..=100) with linear interpolation between order statistics, as
@@ -57,14 +64,32 @@ mod tests {
     #[test]
     fn perfect_partial_and_tied_results() {
         let exact = [(1, 0.1), (2, 0.2), (3, 0.3)];
-        assert_eq!(score(&exact, &exact, 3), Some(QueryScore { recall: 1.0, ndcg: 1.0 }));
+        assert_eq!(
+            score(&exact, &exact, 3),
+            Some(QueryScore {
+                recall: 1.0,
+                ndcg: 1.0
+            })
+        );
         let half = score(&[(1, 0.1), (9, 0.9), (2, 0.2)], &exact, 3).unwrap();
         assert!((half.recall - 2.0 / 3.0).abs() < 1e-12);
         assert!(half.ndcg < 1.0 && half.ndcg > 0.5);
         // Another row at exactly the k-th distance is as good as the one exact search kept.
-        assert_eq!(score(&[(1, 0.1), (2, 0.2), (7, 0.3)], &exact, 3).unwrap().recall, 1.0);
+        assert_eq!(
+            score(&[(1, 0.1), (2, 0.2), (7, 0.3)], &exact, 3)
+                .unwrap()
+                .recall,
+            1.0
+        );
         // Duplicates count once; fewer rows than k lower recall.
-        assert!((score(&[(1, 0.1), (1, 0.1), (1, 0.1)], &exact, 3).unwrap().recall - 1.0 / 3.0).abs() < 1e-12);
+        assert!(
+            (score(&[(1, 0.1), (1, 0.1), (1, 0.1)], &exact, 3)
+                .unwrap()
+                .recall
+                - 1.0 / 3.0)
+                .abs()
+                < 1e-12
+        );
         assert!((score(&[(1, 0.1)], &exact, 3).unwrap().recall - 1.0 / 3.0).abs() < 1e-12);
         // A filter leaving fewer than k rows: recall is over what exists.
         assert_eq!(score(&[(1, 0.1)], &[(1, 0.1)], 10).unwrap().recall, 1.0);

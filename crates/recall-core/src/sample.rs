@@ -14,7 +14,14 @@ pub struct Reservoir {
 
 impl Reservoir {
     pub fn new(dims: usize, capacity: usize, seed: u64) -> Reservoir {
-        Reservoir { dims, capacity, seen: 0, rows: Vec::new(), ids: Vec::new(), rng: SplitMix64::new(seed) }
+        Reservoir {
+            dims,
+            capacity,
+            seen: 0,
+            rows: Vec::new(),
+            ids: Vec::new(),
+            rng: SplitMix64::new(seed),
+        }
     }
 
     /// Offers one row; after n offers every row is kept with probability capacity / n.
@@ -94,10 +101,16 @@ mod tests {
             }
         }
         let (lo, hi) = (kept.iter().min().unwrap(), kept.iter().max().unwrap());
-        assert!(*lo > 120 && *hi < 290, "inclusion counts {lo}..{hi}, expected about 200");
+        assert!(
+            *lo > 120 && *hi < 290,
+            "inclusion counts {lo}..{hi}, expected about 200"
+        );
         let early: u32 = first[..500].iter().sum();
         let late: u32 = first[500..].iter().sum();
-        assert!((early as f64 / late as f64 - 1.0).abs() < 0.1, "prefix bias {early} vs {late}");
+        assert!(
+            (early as f64 / late as f64 - 1.0).abs() < 0.1,
+            "prefix bias {early} vs {late}"
+        );
     }
 
     #[test]

@@ -12,7 +12,13 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(lr: f32) -> Adam {
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0 }
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+        }
     }
 
     /// One update of every parameter from its accumulated gradient, which is then cleared.

@@ -47,7 +47,13 @@ fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>, Strin
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
-    s.split(',').map(|x| x.trim().parse::<T>().map_err(|_| format!("bad {what} value {x:?}"))).collect()
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<T>()
+                .map_err(|_| format!("bad {what} value {x:?}"))
+        })
+        .collect()
 }
 
 fn read_rows(path: &Path, min_fields: usize) -> Result<Vec<Vec<String>>, String> {
@@ -59,7 +65,11 @@ fn read_rows(path: &Path, min_fields: usize) -> Result<Vec<Vec<String>>, String>
         }
         let f: Vec<String> = line.split('\t').map(str::to_owned).collect();
         if f.len() < min_fields {
-            return Err(format!("{}:{}: expected {min_fields} tab-separated fields", path.display(), n + 1));
+            return Err(format!(
+                "{}:{}: expected {min_fields} tab-separated fields",
+                path.display(),
+                n + 1
+            ));
         }
         rows.push(f);
     }
@@ -67,28 +77,55 @@ fn read_rows(path: &Path, min_fields: usize) -> Result<Vec<Vec<String>>, String>
 }
 
 fn id(s: &str, path: &Path) -> Result<usize, String> {
-    s.trim().parse().map_err(|_| format!("{}: bad id {s:?}", path.display()))
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{}: bad id {s:?}", path.display()))
 }
 
 impl Dataset {
     pub fn read(dir: &Path) -> Result<Dataset, String> {
-        let (ip, up, tp) = (dir.join("interactions.tsv"), dir.join("users.tsv"), dir.join("items.tsv"));
+        let (ip, up, tp) = (
+            dir.join("interactions.tsv"),
+            dir.join("users.tsv"),
+            dir.join("items.tsv"),
+        );
         let inter = read_rows(&ip, 3)?;
         let users = read_rows(&up, 2)?;
         let items = read_rows(&tp, 4)?;
         let mut d = Dataset::default();
         let mut events: Vec<(usize, usize, f64, usize)> = Vec::with_capacity(inter.len());
         for (n, r) in inter.iter().enumerate() {
-            let t: f64 = r[2].trim().parse().map_err(|_| format!("{}: bad timestamp {:?}", ip.display(), r[2]))?;
+            let t: f64 = r[2]
+                .trim()
+                .parse()
+                .map_err(|_| format!("{}: bad timestamp {:?}", ip.display(), r[2]))?;
             events.push((id(&r[0], &ip)?, id(&r[1], &ip)?, t, n));
         }
-        d.users = 1 + users.iter().map(|r| id(&r[0], &up)).collect::<Result<Vec<_>, _>>()?.into_iter().max().unwrap_or(0);
-        d.users = d.users.max(1 + events.iter().map(|e| e.0).max().unwrap_or(0));
-        d.items = 1 + items.iter().map(|r| id(&r[0], &tp)).collect::<Result<Vec<_>, _>>()?.into_iter().max().unwrap_or(0);
+        d.users = 1 + users
+            .iter()
+            .map(|r| id(&r[0], &up))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        d.users = d
+            .users
+            .max(1 + events.iter().map(|e| e.0).max().unwrap_or(0));
+        d.items = 1 + items
+            .iter()
+            .map(|r| id(&r[0], &tp))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
         if let Some(e) = events.iter().find(|e| e.1 >= d.items) {
             return Err(format!("interaction item {} is not in items.tsv", e.1));
         }
-        let uf = users.first().map(|r| parse_list::<f32>(&r[1], "feature")).transpose()?.map_or(0, |v| v.len());
+        let uf = users
+            .first()
+            .map(|r| parse_list::<f32>(&r[1], "feature"))
+            .transpose()?
+            .map_or(0, |v| v.len());
         d.user_features = vec![vec![0.0; uf]; d.users];
         for r in &users {
             let f = parse_list::<f32>(&r[1], "feature")?;
@@ -134,16 +171,31 @@ impl Dataset {
             }
             let last = h.len() - 1;
             for k in 0..last {
-                train.push(Example { user: u, history: h[k.saturating_sub(history)..k].to_vec(), item: h[k] });
+                train.push(Example {
+                    user: u,
+                    history: h[k.saturating_sub(history)..k].to_vec(),
+                    item: h[k],
+                });
                 item_counts[h[k]] += 1;
             }
-            test.push(Example { user: u, history: h[last.saturating_sub(history)..last].to_vec(), item: h[last] });
+            test.push(Example {
+                user: u,
+                history: h[last.saturating_sub(history)..last].to_vec(),
+                item: h[last],
+            });
         }
-        Split { train, test, item_counts }
+        Split {
+            train,
+            test,
+            item_counts,
+        }
     }
 
     /// Items each user interacted with before the held-out one (excluded from rankings).
     pub fn seen(&self) -> Vec<HashSet<usize>> {
-        self.histories.iter().map(|h| h[..h.len().saturating_sub(1)].iter().copied().collect()).collect()
+        self.histories
+            .iter()
+            .map(|h| h[..h.len().saturating_sub(1)].iter().copied().collect())
+            .collect()
     }
 }

@@ -18,7 +18,13 @@ impl Param {
     pub fn new(shape: Vec<usize>, w: Vec<f32>) -> Param {
         let n = w.len();
         assert_eq!(n, shape.iter().product::<usize>());
-        Param { shape, w, g: vec![0.0; n], m: vec![0.0; n], v: vec![0.0; n] }
+        Param {
+            shape,
+            w,
+            g: vec![0.0; n],
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     pub fn matrix(&self) -> ArrayView2<'_, f32> {
@@ -53,7 +59,10 @@ impl Linear {
         let bound = 1.0 / (in_dim as f32).sqrt();
         let w = (0..in_dim * out_dim).map(|_| uniform(rng, bound)).collect();
         let b = (0..out_dim).map(|_| uniform(rng, bound)).collect();
-        Linear { w: Param::new(vec![out_dim, in_dim], w), b: Param::new(vec![out_dim], b) }
+        Linear {
+            w: Param::new(vec![out_dim, in_dim], w),
+            b: Param::new(vec![out_dim], b),
+        }
     }
 
     pub fn forward(&self, x: ArrayView2<f32>) -> Array2<f32> {
@@ -111,8 +120,10 @@ impl BatchNorm {
         let y = &xhat * &ndarray::aview1(&self.gamma.w) + &ndarray::aview1(&self.beta.w);
         let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
         for j in 0..mean.len() {
-            self.running_mean[j] = (1.0 - self.momentum) * self.running_mean[j] + self.momentum * mean[j];
-            self.running_var[j] = (1.0 - self.momentum) * self.running_var[j] + self.momentum * var[j] * unbias;
+            self.running_mean[j] =
+                (1.0 - self.momentum) * self.running_mean[j] + self.momentum * mean[j];
+            self.running_var[j] =
+                (1.0 - self.momentum) * self.running_var[j] + self.momentum * var[j] * unbias;
         }
         (y, BatchNormCache { xhat, inv_std })
     }
@@ -121,7 +132,8 @@ impl BatchNorm {
         let mut y = x.to_owned();
         for mut row in y.rows_mut() {
             for (j, v) in row.iter_mut().enumerate() {
-                *v = (*v - self.running_mean[j]) / (self.running_var[j] + self.eps).sqrt() * self.gamma.w[j]
+                *v = (*v - self.running_mean[j]) / (self.running_var[j] + self.eps).sqrt()
+                    * self.gamma.w[j]
                     + self.beta.w[j];
             }
         }
@@ -153,7 +165,9 @@ pub struct Embedding {
 impl Embedding {
     pub fn new(vocab: usize, dim: usize, std: f32, rng: &mut SplitMix64) -> Embedding {
         let w = (0..vocab * dim).map(|_| normal(rng) * std).collect();
-        Embedding { table: Param::new(vec![vocab, dim], w) }
+        Embedding {
+            table: Param::new(vec![vocab, dim], w),
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -240,7 +254,10 @@ mod tests {
             xm[idx] -= h;
             let numeric = (f(&xp) - f(&xm)) / (2.0 * h as f64);
             let a = analytic[idx] as f64;
-            assert!((numeric - a).abs() < 2e-3 * (1.0 + a.abs()), "{idx:?}: numeric {numeric}, analytic {a}");
+            assert!(
+                (numeric - a).abs() < 2e-3 * (1.0 + a.abs()),
+                "{idx:?}: numeric {numeric}, analytic {a}"
+            );
         }
     }
 
@@ -274,7 +291,11 @@ mod tests {
         let w = weights_like(&y);
         let dx = bn.backward(&cache, w.view());
         let probe = bn.clone();
-        check(|x| (probe.clone().forward_train(x.view()).0 * &w).sum() as f64, &x, &dx);
+        check(
+            |x| (probe.clone().forward_train(x.view()).0 * &w).sum() as f64,
+            &x,
+            &dx,
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub fn in_batch_softmax(
     }
     let d_users = g.dot(&items) / temperature;
     let d_items = g.t().dot(&users) / temperature;
-    Loss { value: value / b as f64, d_users, d_items }
+    Loss {
+        value: value / b as f64,
+        d_users,
+        d_items,
+    }
 }
 
 #[cfg(test)]
@@ -106,14 +110,22 @@ mod tests {
             let n = (in_batch_softmax(up.view(), v.view(), &ids, 0.5, Some(&q)).value
                 - in_batch_softmax(um.view(), v.view(), &ids, 0.5, Some(&q)).value)
                 / (2.0 * h as f64);
-            assert!((n - loss.d_users[idx] as f64).abs() < 1e-3, "users {idx:?}: {n} vs {}", loss.d_users[idx]);
+            assert!(
+                (n - loss.d_users[idx] as f64).abs() < 1e-3,
+                "users {idx:?}: {n} vs {}",
+                loss.d_users[idx]
+            );
             let (mut vp, mut vm) = (v.clone(), v.clone());
             vp[idx] += h;
             vm[idx] -= h;
             let n = (in_batch_softmax(u.view(), vp.view(), &ids, 0.5, Some(&q)).value
                 - in_batch_softmax(u.view(), vm.view(), &ids, 0.5, Some(&q)).value)
                 / (2.0 * h as f64);
-            assert!((n - loss.d_items[idx] as f64).abs() < 1e-3, "items {idx:?}: {n} vs {}", loss.d_items[idx]);
+            assert!(
+                (n - loss.d_items[idx] as f64).abs() < 1e-3,
+                "items {idx:?}: {n} vs {}",
+                loss.d_items[idx]
+            );
         }
     }
 }

@@ -26,7 +26,10 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let num = |v: String| v.parse::<f64>().map_err(|_| format!("{a}: not a number: {v}"));
+        let num = |v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{a}: not a number: {v}"))
+        };
         match a.as_str() {
             "--data" => data = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
@@ -51,9 +54,14 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let (data, out) = (data.ok_or("--data is required")?, out.ok_or("--out is required")?);
+    let (data, out) = (
+        data.ok_or("--data is required")?,
+        out.ok_or("--out is required")?,
+    );
     if o.batch < 2 || o.temperature <= 0.0 || o.lr <= 0.0 || o.output == 0 {
-        return Err("--batch must be ≥ 2; --temperature, --lr and --output must be positive".into());
+        return Err(
+            "--batch must be ≥ 2; --temperature, --lr and --output must be positive".into(),
+        );
     }
     let d = Dataset::read(&data)?;
     let split = d.split(o.history);
@@ -67,11 +75,18 @@ fn run() -> Result<(), String> {
     );
     let t0 = Instant::now();
     let trained = train(&d, &split, &o, |epoch, loss| {
-        println!("epoch {epoch:>3}/{}  loss {loss:.4}  {:.1}s", o.epochs, t0.elapsed().as_secs_f64())
+        println!(
+            "epoch {epoch:>3}/{}  loss {loss:.4}  {:.1}s",
+            o.epochs,
+            t0.elapsed().as_secs_f64()
+        )
     });
     let ev = evaluate(&d, &split, &trained, &[10, 50, 100]);
     for (n, k) in ev.ks.iter().enumerate() {
-        println!("exact Recall@{k:<3} model {:.4}  most-popular {:.4}", ev.model[n], ev.popular[n]);
+        println!(
+            "exact Recall@{k:<3} model {:.4}  most-popular {:.4}",
+            ev.model[n], ev.popular[n]
+        );
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     std::fs::write(out.join("model.safetensors"), export(&trained)).map_err(|e| e.to_string())?;

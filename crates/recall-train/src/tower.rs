@@ -5,7 +5,9 @@ use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 use recall_core::rng::SplitMix64;
 use recall_core::tower::config::{InputConfig, LayerConfig, TowerConfig};
 
-use crate::layers::{normalize, normalize_backward, BatchNorm, BatchNormCache, Embedding, Linear, Param};
+use crate::layers::{
+    normalize, normalize_backward, BatchNorm, BatchNormCache, Embedding, Linear, Param,
+};
 
 /// One batch's value for one input block.
 #[derive(Clone, Debug)]
@@ -57,22 +59,36 @@ impl Tower {
             .inputs
             .iter()
             .map(|i| match i {
-                InputConfig::Embedding { vocab, dim, .. } => Block::Embedding(Embedding::new(*vocab, *dim, 0.1, rng)),
-                InputConfig::Bag { vocab, dim, .. } => Block::Bag(Embedding::new(*vocab, *dim, 0.1, rng)),
-                InputConfig::Dense { in_dim, out_dim, .. } => Block::Dense(Linear::new(*in_dim, *out_dim, rng)),
+                InputConfig::Embedding { vocab, dim, .. } => {
+                    Block::Embedding(Embedding::new(*vocab, *dim, 0.1, rng))
+                }
+                InputConfig::Bag { vocab, dim, .. } => {
+                    Block::Bag(Embedding::new(*vocab, *dim, 0.1, rng))
+                }
+                InputConfig::Dense {
+                    in_dim, out_dim, ..
+                } => Block::Dense(Linear::new(*in_dim, *out_dim, rng)),
             })
             .collect();
         let layers = config
             .layers
             .iter()
             .map(|l| match l {
-                LayerConfig::Linear { in_dim, out_dim, .. } => Layer::Linear(Linear::new(*in_dim, *out_dim, rng)),
-                LayerConfig::Batchnorm { dim, eps, .. } => Layer::BatchNorm(BatchNorm::new(*dim, *eps as f32)),
+                LayerConfig::Linear {
+                    in_dim, out_dim, ..
+                } => Layer::Linear(Linear::new(*in_dim, *out_dim, rng)),
+                LayerConfig::Batchnorm { dim, eps, .. } => {
+                    Layer::BatchNorm(BatchNorm::new(*dim, *eps as f32))
+                }
                 LayerConfig::Relu => Layer::Relu,
                 LayerConfig::Dropout { p } => Layer::Dropout(p.unwrap_or(0.0) as f32),
             })
             .collect();
-        Tower { config: config.clone(), blocks, layers }
+        Tower {
+            config: config.clone(),
+            blocks,
+            layers,
+        }
     }
 
     fn concat(&self, feeds: &[Feed]) -> Array2<f32> {
@@ -109,7 +125,11 @@ impl Tower {
                 Layer::Dropout(p) if *p > 0.0 => {
                     let keep = 1.0 / (1.0 - *p);
                     let mask = Array2::from_shape_fn(x.raw_dim(), |_| {
-                        if rng.next_f64_open0() as f32 > *p { keep } else { 0.0 }
+                        if rng.next_f64_open0() as f32 > *p {
+                            keep
+                        } else {
+                            0.0
+                        }
                     });
                     (&x * &mask, None, Some(mask))
                 }
@@ -126,7 +146,14 @@ impl Tower {
             (x.clone(), n)
         };
         acts.push(x);
-        Trace { feeds, acts, bn, masks, out, norms }
+        Trace {
+            feeds,
+            acts,
+            bn,
+            masks,
+            out,
+            norms,
+        }
     }
 
     /// Inference-mode forward (running statistics, no dropout), as the extension computes it.
@@ -229,21 +256,29 @@ impl Tower {
         for (cfg, b) in self.config.inputs.iter().zip(&self.blocks) {
             match (cfg, b) {
                 (InputConfig::Embedding { module, .. }, Block::Embedding(e))
-                | (InputConfig::Bag { module, .. }, Block::Bag(e)) => {
-                    out.push((format!("{module}.weight"), e.table.shape.clone(), e.table.w.clone()))
-                }
+                | (InputConfig::Bag { module, .. }, Block::Bag(e)) => out.push((
+                    format!("{module}.weight"),
+                    e.table.shape.clone(),
+                    e.table.w.clone(),
+                )),
                 (InputConfig::Dense { module, .. }, Block::Dense(l)) => linear(&mut out, module, l),
                 _ => unreachable!("built from this config"),
             }
         }
         for (cfg, l) in self.config.layers.iter().zip(&self.layers) {
             match (cfg, l) {
-                (LayerConfig::Linear { module, .. }, Layer::Linear(l)) => linear(&mut out, module, l),
+                (LayerConfig::Linear { module, .. }, Layer::Linear(l)) => {
+                    linear(&mut out, module, l)
+                }
                 (LayerConfig::Batchnorm { module, .. }, Layer::BatchNorm(b)) => {
                     let n = vec![b.gamma.w.len()];
                     out.push((format!("{module}.weight"), n.clone(), b.gamma.w.clone()));
                     out.push((format!("{module}.bias"), n.clone(), b.beta.w.clone()));
-                    out.push((format!("{module}.running_mean"), n.clone(), b.running_mean.clone()));
+                    out.push((
+                        format!("{module}.running_mean"),
+                        n.clone(),
+                        b.running_mean.clone(),
+                    ));
                     out.push((format!("{module}.running_var"), n, b.running_var.clone()));
                 }
                 _ => {}

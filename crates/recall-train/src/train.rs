@@ -68,9 +68,14 @@ pub fn model_config(d: &Dataset, o: &Options) -> Config {
         output: o.output,
     };
     let mut c = reference::config(&sizes);
-    for t in [&mut c.towers.user, &mut c.towers.item].into_iter().flatten() {
+    for t in [&mut c.towers.user, &mut c.towers.item]
+        .into_iter()
+        .flatten()
+    {
         for i in &mut t.inputs {
-            if let InputConfig::Embedding { input, oov_row, .. } | InputConfig::Bag { input, oov_row, .. } = i {
+            if let InputConfig::Embedding { input, oov_row, .. }
+            | InputConfig::Bag { input, oov_row, .. } = i
+            {
                 if input != "item_id" {
                     *oov_row = Some(0);
                 }
@@ -86,7 +91,11 @@ fn rows(v: impl Iterator<Item = Vec<f32>>, width: usize) -> Array2<f32> {
     Array2::from_shape_vec((n, width), flat).expect("equal widths")
 }
 
-pub fn user_feeds(d: &Dataset, batch: &[&Example], unknown: Option<(&mut SplitMix64, f64)>) -> Vec<Feed> {
+pub fn user_feeds(
+    d: &Dataset,
+    batch: &[&Example],
+    unknown: Option<(&mut SplitMix64, f64)>,
+) -> Vec<Feed> {
     let mut ids: Vec<usize> = batch.iter().map(|e| e.user).collect();
     if let Some((rng, rate)) = unknown {
         ids.iter_mut().for_each(|u| {
@@ -98,7 +107,10 @@ pub fn user_feeds(d: &Dataset, batch: &[&Example], unknown: Option<(&mut SplitMi
     let width = d.user_features.first().map_or(0, |f| f.len());
     vec![
         Feed::Ids(ids),
-        Feed::Dense(rows(batch.iter().map(|e| d.user_features[e.user].clone()), width)),
+        Feed::Dense(rows(
+            batch.iter().map(|e| d.user_features[e.user].clone()),
+            width,
+        )),
         Feed::Bags(batch.iter().map(|e| e.history.clone()).collect()),
     ]
 }
@@ -109,19 +121,31 @@ pub fn item_feeds(d: &Dataset, items: &[usize]) -> Vec<Feed> {
         Feed::Ids(items.to_vec()),
         Feed::Ids(items.iter().map(|&i| d.item_category[i]).collect()),
         Feed::Bags(items.iter().map(|&i| d.item_tags[i].clone()).collect()),
-        Feed::Dense(rows(items.iter().map(|&i| d.item_features[i].clone()), width)),
+        Feed::Dense(rows(
+            items.iter().map(|&i| d.item_features[i].clone()),
+            width,
+        )),
     ]
 }
 
 /// log p(item) from training counts (unseen items count once, so the log is finite).
 pub fn log_popularity(split: &Split) -> Vec<f32> {
     let total: u64 = split.item_counts.iter().map(|&c| c.max(1)).sum();
-    split.item_counts.iter().map(|&c| ((c.max(1) as f64) / total as f64).ln() as f32).collect()
+    split
+        .item_counts
+        .iter()
+        .map(|&c| ((c.max(1) as f64) / total as f64).ln() as f32)
+        .collect()
 }
 
 /// Trains; `progress(epoch, mean loss)` after every epoch. Deterministic for a seed: one
 /// thread, seeded shuffles, dropout masks and initialisation.
-pub fn train(d: &Dataset, split: &Split, o: &Options, mut progress: impl FnMut(usize, f64)) -> Trained {
+pub fn train(
+    d: &Dataset,
+    split: &Split,
+    o: &Options,
+    mut progress: impl FnMut(usize, f64),
+) -> Trained {
     let config = model_config(d, o);
     let mut rng = SplitMix64::new(o.seed);
     let mut user = Tower::new(config.towers.user.as_ref().expect("user tower"), &mut rng);
@@ -161,17 +185,27 @@ pub fn train(d: &Dataset, split: &Split, o: &Options, mut progress: impl FnMut(u
         losses.push(mean);
         progress(epoch + 1, mean);
     }
-    Trained { config, user, item, losses }
+    Trained {
+        config,
+        user,
+        item,
+        losses,
+    }
 }
 
 /// The safetensors file `recall.load_model` reads, with the config in its metadata.
 pub fn export(t: &Trained) -> Vec<u8> {
     let mut tensors = t.user.tensors();
     tensors.extend(t.item.tensors());
-    let views: Vec<(&str, &[usize], &[f32])> =
-        tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    let views: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
     let mut meta = BTreeMap::new();
-    meta.insert(CONFIG_METADATA_KEY.to_string(), serde_json::to_string(&t.config).expect("config"));
+    meta.insert(
+        CONFIG_METADATA_KEY.to_string(),
+        serde_json::to_string(&t.config).expect("config"),
+    );
     safetensors::write_f32(&views, &meta)
 }
 
@@ -189,7 +223,11 @@ pub fn evaluate(d: &Dataset, split: &Split, t: &Trained, ks: &[usize]) -> Evalua
     let item_vecs = t.item.forward_eval(&item_feeds(d, &all));
     let seen = d.seen();
     let mut popular_order: Vec<usize> = (0..d.items).collect();
-    popular_order.sort_by(|&a, &b| split.item_counts[b].cmp(&split.item_counts[a]).then(a.cmp(&b)));
+    popular_order.sort_by(|&a, &b| {
+        split.item_counts[b]
+            .cmp(&split.item_counts[a])
+            .then(a.cmp(&b))
+    });
     let (mut model, mut popular) = (vec![0.0; ks.len()], vec![0.0; ks.len()]);
     for chunk in split.test.chunks(256) {
         let batch: Vec<&Example> = chunk.iter().collect();
@@ -202,7 +240,11 @@ pub fn evaluate(d: &Dataset, split: &Split, t: &Trained, ks: &[usize]) -> Evalua
             let rank = (0..d.items)
                 .filter(|&i| unseen(i) && (s[i] > target || (s[i] == target && i < e.item)))
                 .count();
-            let prank = popular_order.iter().copied().filter(|&i| unseen(i)).position(|i| i == e.item);
+            let prank = popular_order
+                .iter()
+                .copied()
+                .filter(|&i| unseen(i))
+                .position(|i| i == e.item);
             for (n, &k) in ks.iter().enumerate() {
                 model[n] += (rank < k) as u8 as f64;
                 popular[n] += prank.is_some_and(|p| p < k) as u8 as f64;
@@ -210,6 +252,14 @@ pub fn evaluate(d: &Dataset, split: &Split, t: &Trained, ks: &[usize]) -> Evalua
         }
     }
     let users = split.test.len();
-    model.iter_mut().chain(popular.iter_mut()).for_each(|v| *v /= users.max(1) as f64);
-    Evaluation { ks: ks.to_vec(), model, popular, users }
+    model
+        .iter_mut()
+        .chain(popular.iter_mut())
+        .for_each(|v| *v /= users.max(1) as f64);
+    Evaluation {
+        ks: ks.to_vec(),
+        model,
+        popular,
+        users,
+    }
 }

@@ -19,7 +19,11 @@ fn synthetic(dir: &str) -> PathBuf {
     for u in 1..=60u64 {
         let group = u % 4;
         for t in 0..25u64 {
-            let item = if rng.below(10) < 8 { 1 + group * 20 + rng.below(20) } else { 1 + rng.below(80) };
+            let item = if rng.below(10) < 8 {
+                1 + group * 20 + rng.below(20)
+            } else {
+                1 + rng.below(80)
+            };
             writeln!(f, "{u}\t{item}\t{}", t * 100 + u).unwrap();
         }
     }
@@ -30,13 +34,27 @@ fn synthetic(dir: &str) -> PathBuf {
     let mut f = std::fs::File::create(dir.join("items.tsv")).unwrap();
     for i in 1..=80u64 {
         let cat = 1 + (i - 1) / 20;
-        writeln!(f, "{i}\t{cat}\t{},{}\t{}", cat, 5 + i % 3, (i % 10) as f32 / 10.0).unwrap();
+        writeln!(
+            f,
+            "{i}\t{cat}\t{},{}\t{}",
+            cat,
+            5 + i % 3,
+            (i % 10) as f32 / 10.0
+        )
+        .unwrap();
     }
     dir
 }
 
 fn options() -> Options {
-    Options { epochs: 8, batch: 32, lr: 3e-3, hidden: vec![32, 16], output: 16, ..Options::default() }
+    Options {
+        epochs: 8,
+        batch: 32,
+        lr: 3e-3,
+        hidden: vec![32, 16],
+        output: 16,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -48,7 +66,12 @@ fn loss_falls_and_the_model_beats_popularity() {
     let (first, last) = (t.losses[0], *t.losses.last().unwrap());
     assert!(last < first * 0.9, "loss {first} → {last}");
     let ev = evaluate(&d, &split, &t, &[10]);
-    assert!(ev.model[0] > ev.popular[0], "model {} vs most-popular {}", ev.model[0], ev.popular[0]);
+    assert!(
+        ev.model[0] > ev.popular[0],
+        "model {} vs most-popular {}",
+        ev.model[0],
+        ev.popular[0]
+    );
 }
 
 #[test]
@@ -59,7 +82,15 @@ fn a_seed_reproduces_the_run() {
     let b = train(&d, &split, &options(), |_, _| {});
     assert_eq!(a.losses, b.losses);
     assert_eq!(export(&a), export(&b));
-    let c = train(&d, &split, &Options { seed: 7, ..options() }, |_, _| {});
+    let c = train(
+        &d,
+        &split,
+        &Options {
+            seed: 7,
+            ..options()
+        },
+        |_, _| {},
+    );
     assert_ne!(a.losses, c.losses);
 }
 
@@ -68,7 +99,15 @@ fn log_q_correction_changes_training() {
     let d = Dataset::read(&synthetic("logq")).unwrap();
     let split = d.split(10);
     let with = train(&d, &split, &options(), |_, _| {});
-    let without = train(&d, &split, &Options { log_q: false, ..options() }, |_, _| {});
+    let without = train(
+        &d,
+        &split,
+        &Options {
+            log_q: false,
+            ..options()
+        },
+        |_, _| {},
+    );
     assert_ne!(with.losses, without.losses);
 }
 
@@ -96,7 +135,10 @@ fn exported_model_matches_the_trainer_in_the_inference_core() {
     }
     // Unknown users use row 0, which training taught.
     let unknown = tower
-        .forward(&[("user_id", Value::Id(10_000)), ("features", Value::Dense(&[0.5, 0.5]))])
+        .forward(&[
+            ("user_id", Value::Id(10_000)),
+            ("features", Value::Dense(&[0.5, 0.5])),
+        ])
         .unwrap();
     assert_eq!(unknown.len(), 16);
 }

@@ -132,7 +132,11 @@ impl Side {
     /// The inputs a tower may have and the block kind each one takes.
     fn allowed(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Side::User => &[("user_id", "embedding"), ("features", "dense"), ("behavior", "bag")],
+            Side::User => &[
+                ("user_id", "embedding"),
+                ("features", "dense"),
+                ("behavior", "bag"),
+            ],
             Side::Item => &[
                 ("item_id", "embedding"),
                 ("category", "embedding"),
@@ -146,7 +150,9 @@ impl Side {
 impl InputConfig {
     pub fn input(&self) -> &str {
         match self {
-            InputConfig::Embedding { input, .. } | InputConfig::Bag { input, .. } | InputConfig::Dense { input, .. } => input,
+            InputConfig::Embedding { input, .. }
+            | InputConfig::Bag { input, .. }
+            | InputConfig::Dense { input, .. } => input,
         }
     }
 
@@ -199,7 +205,9 @@ impl Config {
             )));
         }
         if self.towers.user.is_none() && self.towers.item.is_none() {
-            return Err(invalid("model config has neither a user nor an item tower".into()));
+            return Err(invalid(
+                "model config has neither a user nor an item tower".into(),
+            ));
         }
         for side in [Side::User, Side::Item] {
             if let Some(t) = self.tower(side) {
@@ -228,7 +236,10 @@ impl TowerConfig {
                 )));
             };
             if self.inputs[..i].iter().any(|o| o.input() == inp.input()) {
-                return Err(invalid(format!("{s} tower input \"{}\" appears twice", inp.input())));
+                return Err(invalid(format!(
+                    "{s} tower input \"{}\" appears twice",
+                    inp.input()
+                )));
             }
             if inp.kind() != kind {
                 return Err(invalid(format!(
@@ -238,7 +249,18 @@ impl TowerConfig {
                 )));
             }
             match inp {
-                InputConfig::Embedding { vocab, dim, oov_row, .. } | InputConfig::Bag { vocab, dim, oov_row, .. } => {
+                InputConfig::Embedding {
+                    vocab,
+                    dim,
+                    oov_row,
+                    ..
+                }
+                | InputConfig::Bag {
+                    vocab,
+                    dim,
+                    oov_row,
+                    ..
+                } => {
                     if *vocab == 0 || *dim == 0 {
                         return Err(invalid(format!(
                             "{s} tower input \"{}\": vocab and dim must be at least 1",
@@ -254,7 +276,9 @@ impl TowerConfig {
                         }
                     }
                 }
-                InputConfig::Dense { in_dim, out_dim, .. } => {
+                InputConfig::Dense {
+                    in_dim, out_dim, ..
+                } => {
                     if *in_dim == 0 || *out_dim == 0 {
                         return Err(invalid(format!(
                             "{s} tower input \"{}\": in and out must be at least 1",
@@ -267,14 +291,21 @@ impl TowerConfig {
         }
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
-                LayerConfig::Linear { in_dim, out_dim, module, .. } => {
+                LayerConfig::Linear {
+                    in_dim,
+                    out_dim,
+                    module,
+                    ..
+                } => {
                     if *in_dim != width {
                         return Err(invalid(format!(
                             "{s} tower layer {i} ({module}) takes {in_dim} inputs but receives {width}"
                         )));
                     }
                     if *out_dim == 0 {
-                        return Err(invalid(format!("{s} tower layer {i} ({module}) has 0 outputs")));
+                        return Err(invalid(format!(
+                            "{s} tower layer {i} ({module}) has 0 outputs"
+                        )));
                     }
                     width = *out_dim;
                 }
@@ -285,7 +316,9 @@ impl TowerConfig {
                         )));
                     }
                     if !(eps.is_finite() && *eps >= 0.0) {
-                        return Err(invalid(format!("{s} tower layer {i} ({module}): eps must be ≥ 0")));
+                        return Err(invalid(format!(
+                            "{s} tower layer {i} ({module}): eps must be ≥ 0"
+                        )));
                     }
                 }
                 LayerConfig::Relu | LayerConfig::Dropout { .. } => {}

@@ -22,9 +22,18 @@ pub enum Value<'a> {
 
 #[derive(Debug)]
 pub(super) enum InputKind {
-    Embedding { table: Array2<f32>, oov_row: Option<usize> },
-    Bag { table: Array2<f32>, oov_row: Option<usize> },
-    Dense { w: Array2<f32>, b: Option<Array1<f32>> },
+    Embedding {
+        table: Array2<f32>,
+        oov_row: Option<usize>,
+    },
+    Bag {
+        table: Array2<f32>,
+        oov_row: Option<usize>,
+    },
+    Dense {
+        w: Array2<f32>,
+        b: Option<Array1<f32>>,
+    },
 }
 
 #[derive(Debug)]
@@ -35,9 +44,15 @@ pub(super) struct Input {
 
 #[derive(Debug)]
 pub(super) enum Layer {
-    Linear { w: Array2<f32>, b: Option<Array1<f32>> },
+    Linear {
+        w: Array2<f32>,
+        b: Option<Array1<f32>>,
+    },
     /// Eval-mode BatchNorm folded to `x · scale + shift`.
-    Affine { scale: Array1<f32>, shift: Array1<f32> },
+    Affine {
+        scale: Array1<f32>,
+        shift: Array1<f32>,
+    },
     Relu,
 }
 
@@ -98,7 +113,10 @@ fn row<'t>(
 }
 
 fn matvec(w: &Array2<f32>, b: Option<&Array1<f32>>, x: &[f32], out: &mut Vec<f32>) {
-    let rows = w.as_slice().expect("standard layout").chunks_exact(w.ncols());
+    let rows = w
+        .as_slice()
+        .expect("standard layout")
+        .chunks_exact(w.ncols());
     match b {
         Some(b) => out.extend(rows.zip(b).map(|(r, &b)| distance::dot(r, x) + b)),
         None => out.extend(rows.map(|r| distance::dot(r, x))),
@@ -120,7 +138,14 @@ impl Tower {
                 InputKind::Dense { w, .. } => w.nrows(),
             })
             .sum();
-        Tower { side, inputs, layers, normalize, output_dim, concat_dim }
+        Tower {
+            side,
+            inputs,
+            layers,
+            normalize,
+            output_dim,
+            concat_dim,
+        }
     }
 
     pub fn output_dim(&self) -> usize {
@@ -176,7 +201,10 @@ impl Tower {
         let mut x = Vec::with_capacity(self.concat_dim);
         for input in &self.inputs {
             let name = input.name.as_str();
-            let v = args.iter().find(|(n, _)| *n == name).map_or(Value::Null, |(_, v)| *v);
+            let v = args
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Value::Null, |(_, v)| *v);
             match (&input.kind, v) {
                 (InputKind::Embedding { table, oov_row }, Value::Id(id)) => {
                     x.extend_from_slice(row(table, *oov_row, id, name)?)
@@ -207,7 +235,9 @@ impl Tower {
                         )));
                     }
                     if f.iter().any(|v| !v.is_finite()) {
-                        return Err(bad_input("features must not contain NaN or infinity".into()));
+                        return Err(bad_input(
+                            "features must not contain NaN or infinity".into(),
+                        ));
                     }
                     matvec(w, b.as_ref(), f, &mut x);
                 }

@@ -26,7 +26,9 @@ pub enum TowerError {
 impl std::fmt::Display for TowerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TowerError::Corrupt(m) | TowerError::Invalid(m) | TowerError::Input(m) => f.write_str(m),
+            TowerError::Corrupt(m) | TowerError::Invalid(m) | TowerError::Input(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

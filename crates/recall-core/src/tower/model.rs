@@ -35,8 +35,14 @@ impl Model {
             },
         };
         let tensors = Tensors { st: &st };
-        let user = config.tower(Side::User).map(|t| tensors.tower(Side::User, t)).transpose()?;
-        let item = config.tower(Side::Item).map(|t| tensors.tower(Side::Item, t)).transpose()?;
+        let user = config
+            .tower(Side::User)
+            .map(|t| tensors.tower(Side::User, t))
+            .transpose()?;
+        let item = config
+            .tower(Side::Item)
+            .map(|t| tensors.tower(Side::Item, t))
+            .transpose()?;
         Ok(Model { config, user, item })
     }
 
@@ -94,7 +100,9 @@ impl Tensors<'_, '_> {
         bias: bool,
     ) -> Result<(Array2<f32>, Option<Array1<f32>>), TowerError> {
         let w = self.matrix(&format!("{module}.weight"), out_dim, in_dim)?;
-        let b = bias.then(|| self.vector(&format!("{module}.bias"), out_dim)).transpose()?;
+        let b = bias
+            .then(|| self.vector(&format!("{module}.bias"), out_dim))
+            .transpose()?;
         Ok((w, b))
     }
 
@@ -102,25 +110,51 @@ impl Tensors<'_, '_> {
         let mut inputs = Vec::with_capacity(t.inputs.len());
         for i in &t.inputs {
             let kind = match i {
-                InputConfig::Embedding { module, vocab, dim, oov_row, .. } => InputKind::Embedding {
+                InputConfig::Embedding {
+                    module,
+                    vocab,
+                    dim,
+                    oov_row,
+                    ..
+                } => InputKind::Embedding {
                     table: self.matrix(&format!("{module}.weight"), *vocab, *dim)?,
                     oov_row: *oov_row,
                 },
-                InputConfig::Bag { module, vocab, dim, oov_row, .. } => InputKind::Bag {
+                InputConfig::Bag {
+                    module,
+                    vocab,
+                    dim,
+                    oov_row,
+                    ..
+                } => InputKind::Bag {
                     table: self.matrix(&format!("{module}.weight"), *vocab, *dim)?,
                     oov_row: *oov_row,
                 },
-                InputConfig::Dense { module, in_dim, out_dim, bias, .. } => {
+                InputConfig::Dense {
+                    module,
+                    in_dim,
+                    out_dim,
+                    bias,
+                    ..
+                } => {
                     let (w, b) = self.linear(module, *in_dim, *out_dim, *bias)?;
                     InputKind::Dense { w, b }
                 }
             };
-            inputs.push(Input { name: i.input().to_owned(), kind });
+            inputs.push(Input {
+                name: i.input().to_owned(),
+                kind,
+            });
         }
         let mut layers = Vec::with_capacity(t.layers.len());
         for l in &t.layers {
             match l {
-                LayerConfig::Linear { module, in_dim, out_dim, bias } => {
+                LayerConfig::Linear {
+                    module,
+                    in_dim,
+                    out_dim,
+                    bias,
+                } => {
                     let (w, b) = self.linear(module, *in_dim, *out_dim, *bias)?;
                     layers.push(Layer::Linear { w, b });
                 }
@@ -140,6 +174,12 @@ impl Tensors<'_, '_> {
                 LayerConfig::Dropout { .. } => {}
             }
         }
-        Ok(Tower::new(side, inputs, layers, t.normalize, t.output_dim()))
+        Ok(Tower::new(
+            side,
+            inputs,
+            layers,
+            t.normalize,
+            t.output_dim(),
+        ))
     }
 }

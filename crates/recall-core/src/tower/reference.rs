@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Config, InputConfig, LayerConfig, Towers, TowerConfig, FORMAT, FORMAT_VERSION};
+use super::config::{
+    Config, InputConfig, LayerConfig, TowerConfig, Towers, FORMAT, FORMAT_VERSION,
+};
 use super::safetensors;
 use super::CONFIG_METADATA_KEY;
 use crate::rng::SplitMix64;
@@ -42,15 +44,33 @@ impl Default for Sizes {
 }
 
 fn embedding(input: &str, module: String, vocab: usize, dim: usize) -> InputConfig {
-    InputConfig::Embedding { input: input.into(), module, vocab, dim, oov_row: None }
+    InputConfig::Embedding {
+        input: input.into(),
+        module,
+        vocab,
+        dim,
+        oov_row: None,
+    }
 }
 
 fn bag(input: &str, module: String, vocab: usize, dim: usize) -> InputConfig {
-    InputConfig::Bag { input: input.into(), module, vocab, dim, oov_row: None }
+    InputConfig::Bag {
+        input: input.into(),
+        module,
+        vocab,
+        dim,
+        oov_row: None,
+    }
 }
 
 fn dense(module: String, in_dim: usize, out_dim: usize) -> InputConfig {
-    InputConfig::Dense { input: "features".into(), module, in_dim, out_dim, bias: true }
+    InputConfig::Dense {
+        input: "features".into(),
+        module,
+        in_dim,
+        out_dim,
+        bias: true,
+    }
 }
 
 /// `nn.Sequential` numbering: each hidden block is Linear, BatchNorm1d, ReLU, Dropout.
@@ -63,15 +83,29 @@ fn mlp(prefix: &str, mut width: usize, hidden: &[usize], output: usize) -> Vec<L
         m
     };
     for &h in hidden {
-        layers.push(LayerConfig::Linear { module: module(&mut index), in_dim: width, out_dim: h, bias: true });
-        layers.push(LayerConfig::Batchnorm { module: module(&mut index), dim: h, eps: 1e-5 });
+        layers.push(LayerConfig::Linear {
+            module: module(&mut index),
+            in_dim: width,
+            out_dim: h,
+            bias: true,
+        });
+        layers.push(LayerConfig::Batchnorm {
+            module: module(&mut index),
+            dim: h,
+            eps: 1e-5,
+        });
         module(&mut index);
         layers.push(LayerConfig::Relu);
         module(&mut index);
         layers.push(LayerConfig::Dropout { p: Some(0.1) });
         width = h;
     }
-    layers.push(LayerConfig::Linear { module: module(&mut index), in_dim: width, out_dim: output, bias: true });
+    layers.push(LayerConfig::Linear {
+        module: module(&mut index),
+        in_dim: width,
+        out_dim: output,
+        bias: true,
+    });
     layers
 }
 
@@ -117,19 +151,29 @@ pub fn tensor_shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
     for t in [&c.towers.user, &c.towers.item].into_iter().flatten() {
         for i in &t.inputs {
             match i {
-                InputConfig::Embedding { module, vocab, dim, .. } | InputConfig::Bag { module, vocab, dim, .. } => {
-                    out.push((format!("{module}.weight"), vec![*vocab, *dim]))
+                InputConfig::Embedding {
+                    module, vocab, dim, ..
                 }
-                InputConfig::Dense { module, in_dim, out_dim, bias, .. } => {
-                    linear(&mut out, module, *in_dim, *out_dim, *bias)
-                }
+                | InputConfig::Bag {
+                    module, vocab, dim, ..
+                } => out.push((format!("{module}.weight"), vec![*vocab, *dim])),
+                InputConfig::Dense {
+                    module,
+                    in_dim,
+                    out_dim,
+                    bias,
+                    ..
+                } => linear(&mut out, module, *in_dim, *out_dim, *bias),
             }
         }
         for l in &t.layers {
             match l {
-                LayerConfig::Linear { module, in_dim, out_dim, bias } => {
-                    linear(&mut out, module, *in_dim, *out_dim, *bias)
-                }
+                LayerConfig::Linear {
+                    module,
+                    in_dim,
+                    out_dim,
+                    bias,
+                } => linear(&mut out, module, *in_dim, *out_dim, *bias),
                 LayerConfig::Batchnorm { module, dim, .. } => {
                     for p in ["weight", "bias", "running_mean", "running_var"] {
                         out.push((format!("{module}.{p}"), vec![*dim]));
@@ -164,9 +208,14 @@ pub fn random_weights(c: &Config, seed: u64) -> Vec<u8> {
             (name, shape, values)
         })
         .collect();
-    let views: Vec<(&str, &[usize], &[f32])> =
-        tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    let views: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
     let mut meta = BTreeMap::new();
-    meta.insert(CONFIG_METADATA_KEY.to_string(), serde_json::to_string(c).expect("config"));
+    meta.insert(
+        CONFIG_METADATA_KEY.to_string(),
+        serde_json::to_string(c).expect("config"),
+    );
     safetensors::write_f32(&views, &meta)
 }

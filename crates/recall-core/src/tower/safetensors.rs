@@ -128,7 +128,10 @@ fn corrupt(detail: impl std::fmt::Display) -> TowerError {
 impl<'a> SafeTensors<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, TowerError> {
         if bytes.len() < 8 {
-            return Err(corrupt(format!("{} bytes is too short for a header", bytes.len())));
+            return Err(corrupt(format!(
+                "{} bytes is too short for a header",
+                bytes.len()
+            )));
         }
         let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         if n > MAX_HEADER || n > (bytes.len() - 8) as u64 {
@@ -175,7 +178,8 @@ fn parse_entry<'a>(
         .get("dtype")
         .and_then(|d| d.as_str())
         .ok_or_else(|| bad("missing dtype"))?;
-    let dtype = Dtype::parse(dtype_name).ok_or_else(|| bad(&format!("unknown dtype {dtype_name}")))?;
+    let dtype =
+        Dtype::parse(dtype_name).ok_or_else(|| bad(&format!("unknown dtype {dtype_name}")))?;
     let shape = obj
         .get("shape")
         .and_then(|s| s.as_array())
@@ -235,10 +239,16 @@ pub fn f16_to_f32(h: u16) -> f32 {
 
 /// Serialises tensors (always F32) and metadata: the trainer's output format, and the
 /// tests' way to make files.
-pub fn write_f32(tensors: &[(&str, &[usize], &[f32])], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+pub fn write_f32(
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &BTreeMap<String, String>,
+) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        header.insert(METADATA_KEY.into(), serde_json::to_value(metadata).expect("strings"));
+        header.insert(
+            METADATA_KEY.into(),
+            serde_json::to_value(metadata).expect("strings"),
+        );
     }
     let mut offset = 0usize;
     for (name, shape, values) in tensors {
@@ -286,11 +296,20 @@ mod tests {
     fn round_trips_and_reads_metadata() {
         let mut meta = BTreeMap::new();
         meta.insert("k".to_string(), "v".to_string());
-        let bytes = write_f32(&[("a", &[2, 3], &[1., 2., 3., 4., 5., 6.]), ("b", &[1], &[7.])], &meta);
+        let bytes = write_f32(
+            &[
+                ("a", &[2, 3], &[1., 2., 3., 4., 5., 6.]),
+                ("b", &[1], &[7.]),
+            ],
+            &meta,
+        );
         let st = SafeTensors::parse(&bytes).unwrap();
         assert_eq!(st.metadata["k"], "v");
         assert_eq!(st.tensors["a"].shape, vec![2, 3]);
-        assert_eq!(st.tensors["a"].to_f32().unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(
+            st.tensors["a"].to_f32().unwrap(),
+            vec![1., 2., 3., 4., 5., 6.]
+        );
         assert_eq!(st.tensors["b"].to_f32().unwrap(), vec![7.]);
     }
 
