@@ -27,12 +27,13 @@ pub struct PageGraph {
     /// (inserts selecting neighbours).
     vectors: Option<IdMap<u64, Vec<f32>>>,
     /// The last page read stays pinned: an element's neighbour tuple is usually on its page,
-    /// and re-pinning costs a buffer-table lookup.
+    /// and re-pinning costs at least a buffer-header lock.
     pinned: Option<(u32, pg_sys::Buffer)>,
     reads: u32,
-    /// Elements announced by `prefetch` whose distance is not computed yet, in order: each
-    /// distance starts loading the next one's item, whose line pointer has arrived by then.
-    ahead: VecDeque<ItemPtr>,
+    /// Elements announced by `prefetch` whose distance is not computed yet, in order, with
+    /// the buffer their page was last seen in: each distance starts loading the next one's
+    /// item, whose line pointer has arrived by then.
+    ahead: VecDeque<(ItemPtr, Option<pg_sys::Buffer>)>,
 }
 
 impl Drop for PageGraph {
@@ -169,12 +170,10 @@ impl GraphView for PageGraph {
     type Id = u64;
 
     fn distance(&mut self, id: u64) -> Option<f32> {
-        if self.ahead.front() == Some(&ItemPtr::from_u64(id)) {
+        if self.ahead.front().map(|a| a.0) == Some(ItemPtr::from_u64(id)) {
             self.ahead.pop_front();
-            if let Some(&next) = self.ahead.front() {
-                if let Some(buf) = recent::remembered(self.rel, next.block) {
-                    recent::prefetch_item(buf, next.offset);
-                }
+            if let Some(&(next, Some(buf))) = self.ahead.front() {
+                recent::prefetch_item(buf, next.offset);
             }
         }
         let (dims, metric, keep) = (self.dims, self.metric, self.vectors.is_some());
@@ -195,20 +194,19 @@ impl GraphView for PageGraph {
 
     fn prefetch(&mut self, id: u64) {
         let at = ItemPtr::from_u64(id);
-        if self.ahead.is_empty() {
-            if let Some(buf) = recent::remembered(self.rel, at.block) {
-                recent::prefetch_page_header(buf, at.offset);
+        let buf = recent::remembered(self.rel, at.block);
+        if let Some(buf) = buf {
+            recent::prefetch_page_header(buf, at.offset);
+            if self.ahead.is_empty() {
                 recent::prefetch_item(buf, at.offset);
             }
-        } else if let Some(buf) = recent::remembered(self.rel, at.block) {
-            recent::prefetch_page_header(buf, at.offset);
         }
         if self.ahead.len() >= 4 * self.m.max(16) {
             // Hints that never met their distance call (a caller that prefetches and then
             // stops): drop them rather than grow.
             self.ahead.clear();
         }
-        self.ahead.push_back(at);
+        self.ahead.push_back((at, buf));
     }
 
     fn neighbours(&mut self, id: u64, level: usize, out: &mut Vec<u64>) {
