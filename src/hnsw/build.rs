@@ -202,6 +202,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
         ef_construction: state.ef_construction,
         metric: state.metric,
         seed: 0x5EED,
+        quantized: dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS,
     };
     let done = AtomicUsize::new(0);
     let graph = parallel::run(

@@ -140,18 +140,23 @@ impl PageGraph {
         order_distance(self.metric, &c[&a], &c[&b])
     }
 
-    /// Upper-layer descent from the entry point to `level`, the start of a layer search.
+    /// The entry point as a scored node, or `None` when its element is gone.
+    pub fn score_entry(&mut self, entry: ItemPtr) -> Option<Scored<u64>> {
+        let id = entry.to_u64();
+        Some(Scored {
+            dist: self.distance(id)?,
+            id,
+        })
+    }
+
+    /// Greedy upper-layer descent from the entry point to `level`, the start of a scan.
     pub fn descend(
         &mut self,
         entry: ItemPtr,
         entry_level: usize,
         level: usize,
     ) -> Option<Scored<u64>> {
-        let id = entry.to_u64();
-        let mut cur = Scored {
-            dist: self.distance(id)?,
-            id,
-        };
+        let mut cur = self.score_entry(entry)?;
         let mut buf = Vec::new();
         for l in (level + 1..=entry_level).rev() {
             cur = greedy(self, cur, l, &mut buf);

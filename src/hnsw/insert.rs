@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use recall_core::distance::order_distance;
 use recall_core::fasthash::IdSet;
 use recall_core::hnsw::build::draw_level_from;
-use recall_core::hnsw::search::{search_layer, Scored};
+use recall_core::hnsw::search::{descend_for_insert, search_layer, Scored};
 use recall_core::hnsw::select::select_neighbours;
 use recall_core::hnsw::tuple::{self, ElementMut, ItemPtr, Neighbours};
 use recall_core::hnsw::{keep_pruned, max_neighbours};
@@ -79,15 +79,22 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32],
     let m = meta.m as usize;
     let top = meta.entry_level as usize;
     let mut graph = PageGraph::new(index, &meta, v.to_vec(), true);
-    let Some(start) = graph.descend(entry, top, level as usize) else {
+    let Some(start) = graph.score_entry(entry) else {
         error!(
             "hnsw index \"{}\" has a broken entry point; REINDEX it",
             crate::opclass::relname(index)
         );
     };
-    let mut eps = vec![start];
-    let mut lists: Vec<Vec<Scored<u64>>> = vec![Vec::new(); level as usize + 1];
     let mut buf = Vec::new();
+    let mut eps = descend_for_insert(
+        &mut graph,
+        start,
+        top,
+        level as usize,
+        &mut IdSet::default(),
+        &mut buf,
+    );
+    let mut lists: Vec<Vec<Scored<u64>>> = vec![Vec::new(); level as usize + 1];
     for l in (0..=(level as usize).min(top)).rev() {
         let mut visited = IdSet::default();
         let w = search_layer(

@@ -31,6 +31,7 @@ fn main() {
         ef_construction: 64,
         metric: Metric::L2,
         seed: 1,
+        quantized: std::env::var("EXACT_BUILD").is_err(),
     };
     let t = std::time::Instant::now();
     let g = MemGraph::build_with(

@@ -3,7 +3,7 @@
 //! plain and keep-pruned neighbour selection.
 //! `cargo run --release --example hnsw_mixture [n] [keep_pruned 0/1] [m] [ef_construction] [k]`
 use recall_core::distance::{order_distance, Metric};
-use recall_core::hnsw::build::{search_counted, MemGraph};
+use recall_core::hnsw::build::{search_counted_with, MemGraph};
 use recall_core::hnsw::HnswParams;
 use recall_core::rng::SplitMix64;
 use std::collections::HashSet;
@@ -38,6 +38,7 @@ fn main() {
         ef_construction: efc,
         metric: Metric::InnerProduct,
         seed: 1,
+        quantized: std::env::var("EXACT_BUILD").is_err(),
     };
     let t = std::time::Instant::now();
     let g = MemGraph::build_with(
@@ -69,20 +70,25 @@ fn main() {
             d[..k].iter().map(|x| x.1).collect()
         })
         .collect();
-    for ef in [40, 160, 320, 1000, 2000, 4000]
-        .into_iter()
-        .filter(|&ef| ef >= k)
-    {
-        let (mut hits, mut evals) = (0, 0);
-        for (qi, q) in qs.chunks(dims).enumerate() {
-            let (r, n) = search_counted(&g, q, k, ef);
-            hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
-            evals += n;
+    let uppers: Vec<usize> = std::env::var("UPPER")
+        .unwrap_or("1".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    for &upper in &uppers {
+        for ef in [40, 160, 320, 1000].into_iter().filter(|&ef| ef >= k) {
+            let (mut hits, mut evals) = (0, 0);
+            for (qi, q) in qs.chunks(dims).enumerate() {
+                let (r, n) = search_counted_with(&g, q, k, ef, upper);
+                let h = r.iter().filter(|s| truth[qi].contains(&s.id)).count();
+                hits += h;
+                evals += n;
+            }
+            println!(
+                "upper={upper:<3} ef={ef:<5} recall@{k}={:.4} evals/query={:.0}",
+                hits as f64 / (nq * k) as f64,
+                evals as f64 / nq as f64
+            );
         }
-        println!(
-            "ef={ef:<5} recall@{k}={:.4} evals/query={:.0}",
-            hits as f64 / (nq * k) as f64,
-            evals as f64 / nq as f64
-        );
     }
 }

@@ -412,6 +412,7 @@ mod tests {
             ef_construction: 32,
             metric: Metric::L2,
             seed: 1,
+            quantized: false,
         };
         let g = MemGraph::build(
             data.clone(),

@@ -8,5 +8,6 @@ pub mod ivf;
 pub mod nearest;
 pub mod rng;
 pub mod sample;
+pub mod sq8;
 pub mod tower;
 pub mod vector_text;

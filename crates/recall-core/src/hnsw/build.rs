@@ -6,16 +6,19 @@
 //! computation only: the caller copies vectors out of Postgres first and writes pages after.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::RwLock;
 
 use rayon::prelude::*;
 
-use super::search::{greedy, search_layer, Counted, GraphView, Scored, Visited};
+use super::adjacency::Adjacency;
+use super::search::{
+    descend, descend_for_insert, search_layer, Counted, GraphView, Scored, Visited,
+};
 use super::select::select_neighbours;
 use super::visited::VisitedList;
 use super::{max_neighbours, HnswParams, MAX_LEVEL};
 use crate::distance::{order_distance, Metric};
 use crate::rng::SplitMix64;
+use crate::sq8::{Codes, Sq8};
 
 /// A built (or being built) graph over vectors `0..n`.
 pub struct MemGraph {
@@ -24,9 +27,11 @@ pub struct MemGraph {
     pub m: usize,
     vectors: Vec<f32>,
     levels: Vec<u8>,
-    links: Vec<RwLock<Vec<Vec<u32>>>>,
+    links: Adjacency,
     entry: Option<u32>,
     keep_pruned: bool,
+    /// The build's distances when it runs on 8-bit codes; dropped once the graph is built.
+    codes: Option<Codes>,
 }
 
 /// The build was cancelled through its flag (query cancel, backend termination).
@@ -77,14 +82,13 @@ impl MemGraph {
         let n = if dims == 0 { 0 } else { vectors.len() / dims };
         let mut rng = SplitMix64::new(params.seed);
         let levels: Vec<u8> = (0..n).map(|_| draw_level(&mut rng, params.m)).collect();
-        let links = levels
-            .iter()
-            .map(|&l| RwLock::new(vec![Vec::new(); l as usize + 1]))
-            .collect();
+        let links = Adjacency::new(&levels, params.m);
         let entry = (0..n)
             .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))
             .map(|i| i as u32);
-        let g = MemGraph {
+        let codes = (params.quantized && n > 0)
+            .then(|| Sq8::fit(&vectors).encode(&vectors, dims, params.metric));
+        let mut g = MemGraph {
             dims,
             metric: params.metric,
             m: params.m,
@@ -93,6 +97,7 @@ impl MemGraph {
             links,
             entry,
             keep_pruned,
+            codes,
         };
         let Some(entry) = entry else { return Ok(g) };
         done.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +118,7 @@ impl MemGraph {
             },
         )?;
         g.connect_unreachable(cancel)?;
+        g.codes = None;
         Ok(g)
     }
 
@@ -126,12 +132,7 @@ impl MemGraph {
             return Ok(());
         };
         let n = self.len();
-        let mut indegree = vec![0u32; n];
-        for i in 0..n {
-            for &t in &self.links[i].read().unwrap()[0] {
-                indegree[t as usize] += 1;
-            }
-        }
+        let mut indegree = self.in_degrees();
         let mut reached = vec![false; n];
         self.mark_reachable(entry, &mut reached);
         let mut visited = VisitedList::new(n);
@@ -144,7 +145,7 @@ impl MemGraph {
                 return Err(Cancelled);
             }
             // Reachable nodes near u, closest first.
-            let mut view = self.view(self.vector(u));
+            let mut view = self.build_view(u);
             visited.reset();
             visited.insert(u);
             let start = Scored {
@@ -154,10 +155,11 @@ impl MemGraph {
             let near = search_layer(&mut view, &[start], 2 * self.m, 0, &mut visited, &mut buf);
             let mmax = max_neighbours(self.m, 0);
             for r in near.iter().filter(|s| reached[s.id as usize]) {
-                let mut links = self.links[r.id as usize].write().unwrap();
-                let list = &mut links[0];
+                let writer = self.links.lock(r.id);
+                let mut list = writer.list(0);
                 if list.len() < mmax {
                     list.push(u);
+                    writer.set(0, &list);
                 } else {
                     // Evict the farthest neighbour that has another way in.
                     let mut by_dist: Vec<(f32, usize)> = list
@@ -174,6 +176,7 @@ impl MemGraph {
                     };
                     indegree[list[k] as usize] -= 1;
                     list[k] = u;
+                    writer.set(0, &list);
                 }
                 indegree[u as usize] += 1;
                 break;
@@ -185,11 +188,28 @@ impl MemGraph {
         Ok(())
     }
 
+    /// Incoming layer-0 edges per node.
+    pub fn in_degrees(&self) -> Vec<u32> {
+        let mut indegree = vec![0u32; self.len()];
+        let mut list = Vec::new();
+        for i in 0..self.len() as u32 {
+            list.clear();
+            self.links.read(i, 0, &mut list);
+            for &t in &list {
+                indegree[t as usize] += 1;
+            }
+        }
+        indegree
+    }
+
     fn mark_reachable(&self, from: u32, reached: &mut [bool]) {
         let mut stack = vec![from];
         reached[from as usize] = true;
+        let mut list = Vec::new();
         while let Some(x) = stack.pop() {
-            for &t in &self.links[x as usize].read().unwrap()[0] {
+            list.clear();
+            self.links.read(x, 0, &mut list);
+            for &t in &list {
                 if !reached[t as usize] {
                     reached[t as usize] = true;
                     stack.push(t);
@@ -225,11 +245,22 @@ impl MemGraph {
 
     /// Node `i`'s neighbours at every level, level 0 first.
     pub fn links(&self, i: u32) -> Vec<Vec<u32>> {
-        self.links[i as usize].read().unwrap().clone()
+        (0..=self.levels[i as usize] as usize)
+            .map(|l| self.links.get(i, l))
+            .collect()
     }
 
+    /// The build's distance between two nodes: on codes when the build is quantised.
     fn dist(&self, a: u32, b: u32) -> f32 {
-        order_distance(self.metric, self.vector(a), self.vector(b))
+        match &self.codes {
+            Some(c) => c.distance(a, b),
+            None => order_distance(self.metric, self.vector(a), self.vector(b)),
+        }
+    }
+
+    /// A search view for node `q` during the build, in the build's distances.
+    fn build_view(&self, q: u32) -> BuildView<'_> {
+        BuildView { g: self, q }
     }
 
     /// A search view of this graph for query `q`.
@@ -247,22 +278,20 @@ impl MemGraph {
     ) {
         let lq = self.levels[q as usize] as usize;
         let top = self.levels[entry as usize] as usize;
-        let mut view = self.view(self.vector(q));
-        let mut cur = Scored {
+        let mut view = self.build_view(q);
+        let cur = Scored {
             dist: self.dist(q, entry),
             id: entry,
         };
-        for l in (lq + 1..=top).rev() {
-            cur = greedy(&mut view, cur, l, buf);
-        }
-        let mut eps = vec![cur];
+        let mut eps = descend_for_insert(&mut view, cur, top, lq, visited, buf);
         for l in (0..=lq.min(top)).rev() {
             visited.reset();
             visited.insert(q);
             let w = search_layer(&mut view, &eps, ef_construction, l, visited, buf);
             let mmax = max_neighbours(self.m, l);
             let chosen = select_neighbours(&w, mmax, self.keep_pruned, |a, b| self.dist(a, b));
-            self.links[q as usize].write().unwrap()[l] = chosen.iter().map(|s| s.id).collect();
+            let ids: Vec<u32> = chosen.iter().map(|s| s.id).collect();
+            self.links.lock(q).set(l, &ids);
             for s in &chosen {
                 self.link_back(s.id, q, s.dist, l, mmax);
             }
@@ -272,13 +301,9 @@ impl MemGraph {
 
     /// Adds the edge `n → q`, re-selecting `n`'s neighbours when its list is full.
     fn link_back(&self, n: u32, q: u32, dist: f32, level: usize, mmax: usize) {
-        let mut links = self.links[n as usize].write().unwrap();
-        let list = &mut links[level];
-        if list.contains(&q) {
-            return;
-        }
-        if list.len() < mmax {
-            list.push(q);
+        let writer = self.links.lock(n);
+        let list = writer.list(level);
+        if list.contains(&q) || writer.push(level, q) {
             return;
         }
         let mut cands: Vec<Scored<u32>> = list
@@ -291,7 +316,8 @@ impl MemGraph {
         cands.push(Scored { dist, id: q });
         cands.sort();
         let chosen = select_neighbours(&cands, mmax, self.keep_pruned, |a, b| self.dist(a, b));
-        *list = chosen.iter().map(|s| s.id).collect();
+        let ids: Vec<u32> = chosen.iter().map(|s| s.id).collect();
+        writer.set(level, &ids);
     }
 }
 
@@ -309,14 +335,36 @@ impl GraphView for MemView<'_> {
     }
 
     fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
-        let links = self.g.links[id as usize].read().unwrap();
-        if let Some(l) = links.get(level) {
-            out.extend_from_slice(l);
-        }
+        self.g.links.read(id, level, out);
     }
 
     fn prefetch(&mut self, id: u32) {
         crate::distance::prefetch(self.g.vector(id));
+    }
+}
+
+/// [`GraphView`] for inserting node `q`: distances as the build measures them.
+struct BuildView<'a> {
+    g: &'a MemGraph,
+    q: u32,
+}
+
+impl GraphView for BuildView<'_> {
+    type Id = u32;
+
+    fn distance(&mut self, id: u32) -> Option<f32> {
+        Some(self.g.dist(self.q, id))
+    }
+
+    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
+        self.g.view(&[]).neighbours(id, level, out)
+    }
+
+    fn prefetch(&mut self, id: u32) {
+        match &self.g.codes {
+            Some(c) => c.prefetch(id),
+            None => crate::distance::prefetch(self.g.vector(id)),
+        }
     }
 }
 
@@ -328,21 +376,32 @@ pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> 
 
 /// [`search`], also returning the number of distance evaluations it took.
 pub fn search_counted(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> (Vec<Scored<u32>>, usize) {
+    search_counted_with(g, q, k, ef, 1)
+}
+
+/// [`search_counted`] with a beam of `upper` candidates through the upper layers.
+pub fn search_counted_with(
+    g: &MemGraph,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    upper: usize,
+) -> (Vec<Scored<u32>>, usize) {
     let Some(entry) = g.entry() else {
         return (Vec::new(), 0);
     };
     let mut inner = g.view(q);
     let mut view = Counted::new(&mut inner);
     let mut buf = Vec::new();
-    let mut cur = Scored {
+    let start = Scored {
         dist: view.distance(entry).unwrap(),
         id: entry,
     };
-    for l in (1..=g.level(entry) as usize).rev() {
-        cur = greedy(&mut view, cur, l, &mut buf);
-    }
     let mut visited = std::collections::HashSet::new();
-    let mut r = search_layer(&mut view, &[cur], ef.max(k), 0, &mut visited, &mut buf);
+    let top = g.level(entry) as usize;
+    let eps = descend(&mut view, start, top, 0, upper, &mut visited, &mut buf);
+    visited.clear();
+    let mut r = search_layer(&mut view, &eps, ef.max(k), 0, &mut visited, &mut buf);
     r.truncate(k);
     (r, view.evaluations)
 }

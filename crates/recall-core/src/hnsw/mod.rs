@@ -3,6 +3,7 @@
 //! not here — the graph is read through [`search::GraphView`], which the extension implements
 //! over Postgres pages.
 
+pub mod adjacency;
 pub mod build;
 pub mod dedup;
 pub mod search;
@@ -24,7 +25,21 @@ pub struct HnswParams {
     pub ef_construction: usize,
     pub metric: Metric,
     pub seed: u64,
+    /// Construct on 8-bit codes ([`crate::sq8`]) instead of the f32 vectors. The finished
+    /// graph and every search on it still use the exact vectors.
+    pub quantized: bool,
 }
+
+/// Below this many dimensions a distance is cheap and the vectors are small, so the build
+/// keeps exact distances; above it, it builds on 8-bit codes.
+pub const QUANTIZED_BUILD_MIN_DIMS: usize = 64;
+
+/// Beam width of an insert's descent through the upper layers
+/// ([`search::descend_for_insert`]).
+pub const INSERT_DESCENT_WIDTH: usize = 16;
+
+/// Lowest layer the insert descent's beam runs on; below it the descent is greedy.
+pub const INSERT_DESCENT_FROM_LEVEL: usize = 1;
 
 /// Whether neighbour selection refills the slots the diversity heuristic leaves empty.
 ///
@@ -91,11 +106,16 @@ mod tests {
     }
 
     fn build(data: &[f32], dims: usize, metric: Metric) -> MemGraph {
+        build_q(data, dims, metric, false)
+    }
+
+    fn build_q(data: &[f32], dims: usize, metric: Metric, quantized: bool) -> MemGraph {
         let p = HnswParams {
             m: 16,
             ef_construction: 64,
             metric,
             seed: 42,
+            quantized,
         };
         MemGraph::build(
             data.to_vec(),
@@ -108,11 +128,14 @@ mod tests {
     }
 
     fn recall_at_10(metric: Metric, normalize: bool) -> f64 {
-        let dims = 24;
+        recall_at_10_with(metric, normalize, 24, false)
+    }
+
+    fn recall_at_10_with(metric: Metric, normalize: bool, dims: usize, quantized: bool) -> f64 {
         // Queries come from the same mixture as the data (held out), as in real workloads.
         let all = mixture(3100, dims, 30, 1, normalize);
         let (data, queries) = all.split_at(3000 * dims);
-        let g = build(data, dims, metric);
+        let g = build_q(data, dims, metric, quantized);
         let mut hits = 0;
         for q in queries.chunks(dims) {
             let truth: HashSet<u32> = exact(data, dims, q, 10, metric).into_iter().collect();
@@ -146,6 +169,25 @@ mod tests {
     fn recall_l1() {
         let r = recall_at_10(Metric::L1, false);
         assert!(r >= 0.95, "{r}");
+    }
+
+    /// Building on 8-bit codes must not cost recall: the graph it gives is searched with exact
+    /// distances and should be as good as the exact build's.
+    #[test]
+    fn quantized_build_matches_exact_build() {
+        for (metric, normalize) in [
+            (Metric::L2, false),
+            (Metric::InnerProduct, true),
+            (Metric::Cosine, true),
+            (Metric::L1, false),
+        ] {
+            let exact = recall_at_10_with(metric, normalize, 96, false);
+            let quantized = recall_at_10_with(metric, normalize, 96, true);
+            assert!(
+                quantized >= exact - 0.02 && quantized >= 0.9,
+                "{metric:?}: quantized {quantized} exact {exact}"
+            );
+        }
     }
 
     #[test]
@@ -217,6 +259,7 @@ mod tests {
             ef_construction: 32,
             metric: Metric::L2,
             seed: 1,
+            quantized: false,
         };
         let r = MemGraph::build(data, 8, &p, &AtomicBool::new(true), &AtomicUsize::new(0));
         assert_eq!(r.err(), Some(super::build::Cancelled));

@@ -75,6 +75,9 @@ impl<G: GraphView> GraphView for Counted<'_, G> {
 pub trait Visited<Id> {
     /// Returns true the first time `id` is inserted.
     fn insert(&mut self, id: Id) -> bool;
+
+    /// Forgets every id.
+    fn clear(&mut self);
 }
 
 impl<Id: std::hash::Hash + Eq, S: std::hash::BuildHasher> Visited<Id>
@@ -82,6 +85,10 @@ impl<Id: std::hash::Hash + Eq, S: std::hash::BuildHasher> Visited<Id>
 {
     fn insert(&mut self, id: Id) -> bool {
         std::collections::HashSet::insert(self, id)
+    }
+
+    fn clear(&mut self) {
+        std::collections::HashSet::clear(self)
     }
 }
 
@@ -133,6 +140,70 @@ pub fn greedy<G: GraphView>(
         if !moved {
             return cur;
         }
+    }
+}
+
+/// Descent from `entry` (at `top`) through the upper layers down to `stop` (exclusive),
+/// returning the entry points for layer `stop`. `width` 1 is the paper's greedy descent;
+/// a wider beam keeps `width` candidates per layer, which matters on clustered data: the
+/// upper layers are the only routes between clusters, and a greedy walk across a landscape
+/// where every other cluster is about equally far stops in a local minimum — the layer-0
+/// search then explores the wrong cluster whatever its `ef`.
+pub fn descend<G: GraphView, V: Visited<G::Id>>(
+    g: &mut G,
+    entry: Scored<G::Id>,
+    top: usize,
+    stop: usize,
+    width: usize,
+    visited: &mut V,
+    buf: &mut Vec<G::Id>,
+) -> Vec<Scored<G::Id>> {
+    let mut eps = vec![entry];
+    for l in (stop + 1..=top).rev() {
+        if width <= 1 {
+            eps = vec![greedy(g, eps[0], l, buf)];
+        } else {
+            visited.clear();
+            eps = search_layer(g, &eps, width, l, visited, buf);
+        }
+    }
+    eps
+}
+
+/// An insert's descent from the entry point (at `top`) to its own top level `level`: a beam
+/// of [`super::INSERT_DESCENT_WIDTH`] through the upper layers from
+/// [`super::INSERT_DESCENT_FROM_LEVEL`] up, greedy below. Returns the entry points of the
+/// insert's first layer search.
+///
+/// With the paper's greedy descent, inserts on clustered data often start their layer
+/// search in the wrong cluster; the node is then linked among strangers, its real
+/// neighbours never link back, and it sits in a pocket that searches walk past — on the 1M
+/// clustered inner-product set recall@10 stopped at 0.96 whatever ef_search was. The beam
+/// finds the right cluster (0.9995 at ef_search 1000), for about 10% more build time.
+pub fn descend_for_insert<G: GraphView, V: Visited<G::Id>>(
+    g: &mut G,
+    entry: Scored<G::Id>,
+    top: usize,
+    level: usize,
+    visited: &mut V,
+    buf: &mut Vec<G::Id>,
+) -> Vec<Scored<G::Id>> {
+    let split = level
+        .max(super::INSERT_DESCENT_FROM_LEVEL.saturating_sub(1))
+        .min(top);
+    let eps = descend(
+        g,
+        entry,
+        top,
+        split,
+        super::INSERT_DESCENT_WIDTH,
+        visited,
+        buf,
+    );
+    if split > level {
+        descend(g, eps[0], split, level, 1, visited, buf)
+    } else {
+        eps
     }
 }
 

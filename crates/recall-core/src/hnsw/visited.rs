@@ -36,4 +36,8 @@ impl Visited<u32> for VisitedList {
             true
         }
     }
+
+    fn clear(&mut self) {
+        self.reset();
+    }
 }
