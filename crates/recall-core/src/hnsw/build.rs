@@ -61,14 +61,8 @@ impl MemGraph {
         cancel: &AtomicBool,
         done: &AtomicUsize,
     ) -> Result<MemGraph, Cancelled> {
-        Self::build_with(
-            vectors,
-            dims,
-            params,
-            cancel,
-            done,
-            super::keep_pruned(params.metric),
-        )
+        let keep = super::keep_pruned_for(params.metric, &vectors, dims);
+        Self::build_with(vectors, dims, params, cancel, done, keep)
     }
 
     pub fn build_with(
