@@ -147,14 +147,10 @@ impl MemGraph {
                 id: entry,
             };
             let near = search_layer(&mut view, &[start], 2 * self.m, 0, &mut visited, &mut buf);
-            let mmax = max_neighbours(self.m, 0);
             for r in near.iter().filter(|s| reached[s.id as usize]) {
                 let writer = self.links.lock(r.id);
-                let mut list = writer.list(0);
-                if list.len() < mmax {
-                    list.push(u);
-                    writer.set(0, &list);
-                } else {
+                if !writer.push(0, u) {
+                    let mut list = writer.list(0);
                     // Evict the farthest neighbour that has another way in.
                     let mut by_dist: Vec<(f32, usize)> = list
                         .iter()
@@ -183,7 +179,7 @@ impl MemGraph {
     }
 
     /// Incoming layer-0 edges per node.
-    pub fn in_degrees(&self) -> Vec<u32> {
+    fn in_degrees(&self) -> Vec<u32> {
         let mut indegree = vec![0u32; self.len()];
         let mut list = Vec::new();
         for i in 0..self.len() as u32 {
