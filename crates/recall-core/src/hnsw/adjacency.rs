@@ -96,6 +96,15 @@ impl Writer<'_> {
         self.adj.get(self.node, level)
     }
 
+    pub fn contains(&self, level: usize, id: u32) -> bool {
+        self.adj.region(self.node, level).is_some_and(|(off, cap)| {
+            let len = (self.adj.slots[off].load(Ordering::Relaxed) as usize).min(cap);
+            self.adj.slots[off + 1..off + 1 + len]
+                .iter()
+                .any(|s| s.load(Ordering::Relaxed) == id)
+        })
+    }
+
     /// Replaces the list at `level` (truncated to its capacity).
     pub fn set(&self, level: usize, ids: &[u32]) {
         let Some((off, cap)) = self.adj.region(self.node, level) else {
@@ -154,5 +163,6 @@ mod tests {
         assert!(!w.push(0, 99), "full");
         assert!(!w.push(1, 5), "no level 1");
         assert_eq!(w.list(0), (0..8).collect::<Vec<_>>());
+        assert!(w.contains(0, 7) && !w.contains(0, 99) && !w.contains(1, 0));
     }
 }

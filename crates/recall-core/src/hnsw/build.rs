@@ -292,10 +292,10 @@ impl MemGraph {
     /// Adds the edge `n → q`, re-selecting `n`'s neighbours when its list is full.
     fn link_back(&self, n: u32, q: u32, dist: f32, level: usize, mmax: usize) {
         let writer = self.links.lock(n);
-        let list = writer.list(level);
-        if list.contains(&q) || writer.push(level, q) {
+        if writer.contains(level, q) || writer.push(level, q) {
             return;
         }
+        let list = writer.list(level);
         let mut cands: Vec<Scored<u32>> = list
             .iter()
             .map(|&c| Scored {

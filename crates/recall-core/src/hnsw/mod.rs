@@ -38,9 +38,6 @@ pub const QUANTIZED_BUILD_MIN_DIMS: usize = 64;
 /// ([`search::descend_for_insert`]).
 pub const INSERT_DESCENT_WIDTH: usize = 16;
 
-/// Lowest layer the insert descent's beam runs on; below it the descent is greedy.
-pub const INSERT_DESCENT_FROM_LEVEL: usize = 1;
-
 /// Whether neighbour selection refills the slots the diversity heuristic leaves empty.
 ///
 /// In a metric space the heuristic alone gives the best recall per distance evaluation and
