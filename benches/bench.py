@@ -34,21 +34,12 @@ DATASETS = {
 HNSW_SWEEP = [10, 20, 40, 80, 160, 320, 500, 1000]
 
 
-def run_queries(url, sql, queries, setup):
-    conn = db.connect(url)
-    for s in setup:
-        conn.execute(s)
-    ids, lat = db.timed_queries(conn, sql, queries)
-    conn.close()
-    return ids, lat
-
-
 def concurrent_qps(url, sql, queries, setup, clients=2):
     """QPS of `clients` connections each running all queries."""
     results = [None] * clients
 
     def worker(i):
-        results[i] = run_queries(url, sql, queries, setup)
+        results[i] = db.run_queries(url, sql, queries, setup)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
@@ -60,7 +51,7 @@ def concurrent_qps(url, sql, queries, setup, clients=2):
 
 
 def measure(url, sql, queries, gt, k, setup, two_conn=True):
-    ids, lat = run_queries(url, sql, queries, setup)
+    ids, lat = db.run_queries(url, sql, queries, setup)
     recalls = [gt.recall(i, r, k) for i, r in enumerate(ids)]
     short = sum(1 for r in ids if len(r) < k)
     row = {

@@ -39,11 +39,7 @@ KNOB = {"hnsw": ("hnsw.ef_search", "ef_search"), "ivfflat": ("ivfflat.probes", "
 
 
 def run(url, sql, queries, setup):
-    conn = db.connect(url)
-    for s in setup:
-        conn.execute(s)
-    ids, lat = db.timed_queries(conn, sql, queries)
-    conn.close()
+    ids, lat = db.run_queries(url, sql, queries, setup)
     return ids, float(len(queries) / (lat.sum() / 1000.0)), float(np.percentile(lat, 50))
 
 

@@ -56,3 +56,13 @@ def timed_queries(conn, sql, queries, prepare=True):
             lat.append((time.perf_counter() - t0) * 1000.0)
             ids.append(np.array([r[0] for r in rows], dtype=np.int64))
     return ids, np.array(lat)
+
+
+def run_queries(url, sql, queries, setup):
+    """`timed_queries` on a fresh connection after the `setup` statements (GUCs)."""
+    conn = connect(url)
+    for s in setup:
+        conn.execute(s)
+    ids, lat = timed_queries(conn, sql, queries)
+    conn.close()
+    return ids, lat
