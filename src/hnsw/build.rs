@@ -1,5 +1,6 @@
 //! `CREATE INDEX ... USING hnsw`: copy the vectors out of the heap, build the graph in memory
-//! on rayon threads, lay it out on pages, write them and WAL-log the whole range once.
+//! on rayon threads, lay it out on pages and write them straight to the relation file
+//! ([`BulkWriter`], WAL-logged as written).
 //!
 //! When the graph would outgrow `maintenance_work_mem`, the part collected so far is written
 //! and the remaining rows go through the ordinary insert path — slower, never wrong.
@@ -17,7 +18,9 @@ use super::meta::{self, HnswMeta};
 use super::{index_dims, insert, opclass_metric, options, PAGE_ELEMENTS};
 
 use crate::parallel;
-use crate::storage::{page, LockedBuffer};
+use crate::storage::metapage::PAGE_META;
+use crate::storage::page::PageImage;
+use crate::storage::{page, BulkWriter};
 
 // pg_stat_progress_create_index: the generic columns and our sub-phases.
 const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
@@ -245,25 +248,14 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
         meta.set_entry(Some(ptrs[e as usize].0), graph.level(e));
     }
     let index = state.index;
-    {
-        let buf = LockedBuffer::extend(index, false);
-        assert_eq!(
-            buf.block(),
-            meta::META_BLOCK,
-            "hnsw build must start on an empty relation"
-        );
-        meta::init_page(buf.page(), &meta);
-        buf.mark_dirty();
-    }
+    let mut writer = BulkWriter::new(index);
+    let mut img = PageImage::new(PAGE_META);
+    meta::init_page(img.page(), &meta);
+    writer.append(img);
     let mut node = 0usize;
     for block in 1..nblocks {
-        pgrx::check_for_interrupts!();
-        let buf = LockedBuffer::extend(index, false);
-        if buf.block() != block {
-            error!("hnsw build: expected block {block}, got {}", buf.block());
-        }
-        let p = buf.page();
-        page::init(p, PAGE_ELEMENTS);
+        let mut img = PageImage::new(PAGE_ELEMENTS);
+        let p = img.page();
         // The previous node's neighbour tuple, when it did not fit beside its element.
         if node > 0 && ptrs[node - 1].1.block == block && ptrs[node - 1].0.block != block {
             put(
@@ -293,11 +285,12 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
             }
             node += 1;
         }
-        buf.mark_dirty();
+        let written = writer.append(img);
+        if written != block {
+            error!("hnsw build: expected block {block}, wrote {written}");
+        }
     }
-    if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
-        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
-    }
+    writer.finish();
     for (row, tid) in overflow {
         insert::insert_vector(
             index,

@@ -1,8 +1,8 @@
 //! `CREATE INDEX ... USING ivfflat`: two passes over the heap. The first counts the rows and
 //! keeps a uniform sample; k-means runs on the sample on rayon threads; the second pass hands
 //! rows to the workers in batches for assignment, and the backend appends each row to its
-//! list's page image, writing a page out whenever one fills. The whole relation is WAL-logged
-//! once at the end with `log_newpage_range`.
+//! list's page image, writing a page out whenever one fills. Pages go straight to the relation
+//! file through [`BulkWriter`], WAL-logged as they are written.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -22,7 +22,7 @@ use crate::intent::CALIBRATION_QUERIES;
 use crate::opclass::opclass_metric;
 use crate::parallel::{self, Pool};
 use crate::storage::page::{self, PageImage};
-use crate::storage::{metapage, LockedBuffer};
+use crate::storage::{metapage, BulkWriter};
 
 // pg_stat_progress_create_index: pgvector's ivfflat phases.
 const PROGRESS_CREATE_IDX_SUBPHASE: i32 = 10;
@@ -65,10 +65,10 @@ struct Sampler {
 
 /// Second pass: rows waiting for assignment, and the list pages being filled.
 struct Loader {
-    index: pg_sys::Relation,
     dims: usize,
     metric: Metric,
     pool: Pool,
+    writer: BulkWriter,
     centroids: Vec<f32>,
     c_norms: Vec<f32>,
     batch: Vec<f32>,
@@ -241,17 +241,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     // Blocks: 0 metapage, then the centroid pages (filled last), then list pages.
     let per = per_page(dims);
     let centroid_pages = lists.div_ceil(per);
-    {
-        let buf = LockedBuffer::extend(index, false);
-        assert_eq!(
-            buf.block(),
-            metapage::META_BLOCK,
-            "ivfflat build must start on an empty relation"
-        );
-    }
-    for _ in 0..centroid_pages {
-        drop(LockedBuffer::extend(index, false));
-    }
+    let mut writer = BulkWriter::new(index);
+    writer.reserve(1 + centroid_pages as u32);
 
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_ASSIGN);
     progress(PROGRESS_CREATE_IDX_TUPLES_TOTAL, rows as i64);
@@ -260,7 +251,6 @@ pub unsafe extern "C-unwind" fn ambuild(
     // Partly filled list pages stay in memory: at most half of maintenance_work_mem of them.
     let max_open = (budget / 2 / page::BLCKSZ).max(16);
     let mut loader = Loader {
-        index,
         dims,
         metric,
         pool,
@@ -268,6 +258,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         c_norms,
         batch: Vec::new(),
         batch_tids: Vec::new(),
+        writer,
         open: (0..lists).map(|_| None).collect(),
         open_count: 0,
         max_open,
@@ -305,40 +296,27 @@ pub unsafe extern "C-unwind" fn ambuild(
     if let (Some(t), Some(truth)) = (target, loader.truth.take()) {
         super::calibrate::calibrate(&mut meta, &loader.centroids, t, truth, &loader.pool);
     }
-    {
-        let buf = LockedBuffer::read(
-            index,
-            metapage::META_BLOCK,
-            crate::storage::buffer::Lock::Exclusive,
-        );
-        metapage::init_page(buf.page(), &meta);
-        buf.mark_dirty();
-    }
+    let mut img = PageImage::new(metapage::PAGE_META);
+    metapage::init_page(img.page(), &meta);
+    loader.writer.overwrite(metapage::META_BLOCK, img);
     for (pi, chunk) in loader.centroids.chunks(per * dims).enumerate() {
-        let buf = LockedBuffer::read(
-            index,
-            1 + pi as u32,
-            crate::storage::buffer::Lock::Exclusive,
-        );
-        page::init(buf.page(), PAGE_CENTROIDS);
+        let mut img = PageImage::new(PAGE_CENTROIDS);
         for (t, c) in chunk.chunks_exact(dims).enumerate() {
             let j = pi * per + t;
             page::add_item(
-                buf.page(),
+                img.page(),
                 &tuple::encode_centroid(loader.heads[j], loader.counts[j], c),
             )
             .expect("centroid entries were sized to fit");
         }
-        buf.mark_dirty();
+        loader.writer.overwrite(1 + pi as u32, img);
     }
-    let nblocks = crate::hnsw::graph::nblocks(index);
-    if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
-        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, nblocks, true);
-    }
+    let (heap_tuples, index_tuples) = (loader.heap_tuples, loader.rows as f64);
+    loader.writer.finish();
     let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
         as *mut pg_sys::IndexBuildResult;
-    (*result).heap_tuples = loader.heap_tuples;
-    (*result).index_tuples = loader.rows as f64;
+    (*result).heap_tuples = heap_tuples;
+    (*result).index_tuples = index_tuples;
     result
 }
 
@@ -441,10 +419,7 @@ impl Loader {
             return;
         };
         self.open_count -= 1;
-        let buf = LockedBuffer::extend(self.index, false);
-        img.copy_to(buf.page());
-        buf.mark_dirty();
-        self.heads[j] = buf.block();
+        self.heads[j] = self.writer.append(img);
     }
 }
 

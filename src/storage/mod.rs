@@ -4,10 +4,12 @@
 //! custom redo code.
 
 pub mod buffer;
+pub mod bulk;
 pub mod metapage;
 pub mod page;
 pub mod recent;
 pub mod xlog;
 
 pub use buffer::LockedBuffer;
+pub use bulk::BulkWriter;
 pub use xlog::WalGuard;

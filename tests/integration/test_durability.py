@@ -1,6 +1,7 @@
-"""Both access methods through WAL: a streaming replica answers like the primary after
-inserts, deletes and vacuum, and kill -9 during concurrent inserts leaves a consistent
-index."""
+"""Both access methods through WAL: a streaming replica answers like the primary after a
+build, inserts, deletes and vacuum; kill -9 during concurrent inserts leaves a consistent
+index; kill -9 right after a build recovers it from WAL."""
+import os
 import threading
 import time
 
@@ -14,11 +15,16 @@ from runner import datasets, db
 AMS = ["hnsw", "ivfflat"]
 
 
-def indexed_table(conn, rows, dims, am):
-    """pg_recall in a fresh cluster: table `rp` with `rows` and an `am` index on it."""
+def loaded_table(conn, rows, dims):
+    """pg_recall in a fresh cluster: table `rp` with `rows`."""
     conn.execute("CREATE EXTENSION pg_recall")
     register_vector(conn)
     db.load_table(conn, "rp", rows, dims)
+
+
+def indexed_table(conn, rows, dims, am):
+    """`loaded_table` with an `am` index on it."""
+    loaded_table(conn, rows, dims)
     conn.execute(f"CREATE INDEX ON rp USING {am} (embedding vector_l2_ops)")
 
 
@@ -35,9 +41,12 @@ def test_streaming_replica_returns_primary_results(am):
     try:
         base, queries = datasets.gaussian_mixture(6000, 32, 20, centres=20, seed=9)
         with primary.connect() as p:
-            indexed_table(p, base[:4000], 32, am)
+            loaded_table(p, base[:4000], 32)
             replica.replica_of(primary).start()
-            # Inserts, deletes and vacuum after the replica started: all through WAL.
+            # The build (its pages are written around shared buffers, each logged as a
+            # full-page image), then inserts, deletes and vacuum: all reach the replica
+            # through WAL.
+            p.execute(f"CREATE INDEX ON rp USING {am} (embedding vector_l2_ops)")
             with p.cursor() as cur:
                 with cur.copy("COPY rp (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
                     copy.set_types(["int8", "vector"])
@@ -98,5 +107,34 @@ def test_kill_9_during_concurrent_inserts_leaves_a_consistent_index(am):
             p.execute("INSERT INTO rp VALUES (1000000, %s)", (base[0],))
             top = p.execute("SELECT id FROM rp ORDER BY embedding <-> %s LIMIT 2", (base[0],)).fetchall()
             assert {r[0] for r in top} == {0, 1000000}
+    finally:
+        c.destroy()
+
+
+@pytest.mark.parametrize("am", AMS)
+def test_kill_9_right_after_a_build_replays_its_pages(am):
+    """A build writes its pages around shared buffers: after kill -9 the index must come back
+    from the build's WAL alone (no checkpoint ran in between, and the index file is emptied
+    before the restart, so every page has to be replayed) and answer as it did before."""
+    c = Cluster(f"crash-build-{am}").init().start()
+    try:
+        base, queries = datasets.gaussian_mixture(6000, 32, 10, centres=20, seed=13)
+        with c.connect() as p:
+            loaded_table(p, base, 32)
+            p.execute("CHECKPOINT")
+            p.execute(f"CREATE INDEX ON rp USING {am} (embedding vector_l2_ops)")
+            expected = query_all(p, queries)
+            path = p.execute("SELECT pg_relation_filepath(indexrelid) FROM pg_index "
+                             "WHERE indrelid = 'rp'::regclass AND indexrelid <> 'rp_pkey'::regclass").fetchone()[0]
+        c.kill9()
+        os.truncate(os.path.join(c.data, path), 0)
+        c.start()
+        with c.connect() as p:
+            register_vector(p)
+            assert query_all(p, queries) == expected
+            p.execute("SET enable_seqscan = off")
+            got = p.execute("SELECT count(*) FROM (SELECT id FROM rp ORDER BY embedding <-> %s LIMIT 1000000) s",
+                            (queries[0],)).fetchone()[0]
+            assert got == 6000
     finally:
         c.destroy()
