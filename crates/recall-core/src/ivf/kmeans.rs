@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::hnsw::build::Cancelled;
-use crate::nearest::{nearest_two, squared_norms};
+use crate::nearest::{nearest_two, nearest_two_rows, squared_norms};
 use crate::rng::SplitMix64;
 
 #[derive(Clone, Debug)]
@@ -163,19 +163,9 @@ pub fn kmeans(
                 out
             })
             .collect();
-        let gathered: Vec<f32> = full
-            .iter()
-            .flat_map(|&i| {
-                points[i as usize * dims..(i as usize + 1) * dims]
-                    .iter()
-                    .copied()
-            })
-            .collect();
+        let near = nearest_two_rows(points, &full, &centroids, &c_norms, dims);
         let mut changed = 0;
-        for (&i, e) in full
-            .iter()
-            .zip(nearest_two(&gathered, &centroids, &c_norms, dims))
-        {
+        for (&i, e) in full.iter().zip(near) {
             let i = i as usize;
             changed += usize::from(assign[i] != e.first);
             assign[i] = e.first;
