@@ -55,7 +55,7 @@ impl PageGraph {
             m: meta.m as usize,
             metric: meta.metric(),
             query,
-            neighbour_ptrs: IdMap::default(),
+            neighbour_ptrs: IdMap::with_capacity_and_hasher(512, Default::default()),
             vectors: keep_vectors.then(IdMap::default),
             pinned: None,
             reads: 0,
