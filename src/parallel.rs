@@ -60,11 +60,36 @@ impl Pool {
     pub fn run<T: Send>(
         &self,
         work: impl FnOnce(&AtomicBool) -> T + Send,
+        on_tick: impl FnMut(),
+    ) -> T {
+        self.run_alongside(work, || {}, on_tick)
+    }
+
+    /// [`run`](Self::run), with `main` running once on the backend thread while the workers
+    /// compute: the backend's own share of a pipeline (writing pages from the previous
+    /// batch), which may call into Postgres. If `main` raises an `ERROR`, the workers are
+    /// told to stop and are joined before the error propagates.
+    pub fn run_alongside<T: Send>(
+        &self,
+        work: impl FnOnce(&AtomicBool) -> T + Send,
+        main: impl FnOnce(),
         mut on_tick: impl FnMut(),
     ) -> T {
+        struct StopOnUnwind<'a>(&'a AtomicBool);
+        impl Drop for StopOnUnwind<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         let cancel = AtomicBool::new(false);
         let result = std::thread::scope(|s| {
             let handle = s.spawn(|| self.0.install(|| work(&cancel)));
+            {
+                let _stop = StopOnUnwind(&cancel);
+                main();
+            }
             // Short batches finish in well under a millisecond: poll fast at first.
             let mut nap = Duration::from_micros(50);
             while !handle.is_finished() {

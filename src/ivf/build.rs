@@ -1,7 +1,7 @@
 //! `CREATE INDEX ... USING ivfflat`: two passes over the heap. The first counts the rows and
 //! keeps a uniform sample; k-means runs on the sample on rayon threads; the second pass hands
-//! rows to the workers in batches for assignment, and the backend appends each row to its
-//! list's page image, writing a page out whenever one fills. Pages go straight to the relation
+//! rows to the workers in batches for assignment, and while they assign one batch the backend
+//! appends the previous one to its lists' page images, writing a page out whenever one fills. Pages go straight to the relation
 //! file through [`BulkWriter`], WAL-logged as they are written.
 
 use pgrx::pg_sys;
@@ -68,21 +68,36 @@ struct Loader {
     dims: usize,
     metric: Metric,
     pool: Pool,
-    writer: BulkWriter,
     centroids: Vec<f32>,
     c_norms: Vec<f32>,
     batch: Vec<f32>,
     batch_tids: Vec<ItemPtr>,
+    /// The previous batch with its lists, appended while the workers assign the next one.
+    assigned: Option<Assigned>,
+    pages: ListWriter,
+    heap_tuples: f64,
+    tmp_cxt: pg_sys::MemoryContext,
+    /// Exact neighbours of the calibration queries, gathered as rows are assigned.
+    truth: Option<Truth>,
+}
+
+/// A batch of rows and the list each was assigned to.
+struct Assigned {
+    rows: Vec<f32>,
+    tids: Vec<ItemPtr>,
+    lists: Vec<u32>,
+}
+
+/// The list pages being filled, and where each list's chain starts.
+struct ListWriter {
+    dims: usize,
+    writer: BulkWriter,
     open: Vec<Option<PageImage>>,
     open_count: usize,
     max_open: usize,
     heads: Vec<u32>,
     counts: Vec<u32>,
     rows: u64,
-    heap_tuples: f64,
-    tmp_cxt: pg_sys::MemoryContext,
-    /// Exact neighbours of the calibration queries, gathered as rows are assigned.
-    truth: Option<Truth>,
 }
 
 use crate::am::temp_context;
@@ -258,13 +273,17 @@ pub unsafe extern "C-unwind" fn ambuild(
         c_norms,
         batch: Vec::new(),
         batch_tids: Vec::new(),
-        writer,
-        open: (0..lists).map(|_| None).collect(),
-        open_count: 0,
-        max_open,
-        heads: vec![tuple::NO_PAGE; lists],
-        counts: vec![0; lists],
-        rows: 0,
+        assigned: None,
+        pages: ListWriter {
+            dims,
+            writer,
+            open: (0..lists).map(|_| None).collect(),
+            open_count: 0,
+            max_open,
+            heads: vec![tuple::NO_PAGE; lists],
+            counts: vec![0; lists],
+            rows: 0,
+        },
         heap_tuples: 0.0,
         tmp_cxt: temp_context(c"ivfflat build load context"),
         truth,
@@ -279,8 +298,11 @@ pub unsafe extern "C-unwind" fn ambuild(
     pg_sys::MemoryContextDelete(loader.tmp_cxt);
     loader.assign_batch();
     progress(PROGRESS_CREATE_IDX_SUBPHASE, PHASE_LOAD);
+    if let Some(last) = loader.assigned.take() {
+        loader.pages.append_all(last);
+    }
     for j in 0..lists {
-        loader.flush(j);
+        loader.pages.flush(j);
     }
 
     let mut meta = IvfMeta::new(dims, metric);
@@ -290,7 +312,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     meta.default_probes = default_probes(lists) as u32;
     meta.centroid_start = 1;
     meta.centroid_pages = centroid_pages as u32;
-    meta.build_rows = loader.rows;
+    meta.build_rows = loader.pages.rows;
     meta.sample_rows = sample_count as u32;
     meta.kmeans_iterations = clustered.iterations as u32;
     if let (Some(t), Some(truth)) = (target, loader.truth.take()) {
@@ -298,21 +320,21 @@ pub unsafe extern "C-unwind" fn ambuild(
     }
     let mut img = PageImage::new(metapage::PAGE_META);
     metapage::init_page(img.page(), &meta);
-    loader.writer.overwrite(metapage::META_BLOCK, img);
+    loader.pages.writer.overwrite(metapage::META_BLOCK, img);
     for (pi, chunk) in loader.centroids.chunks(per * dims).enumerate() {
         let mut img = PageImage::new(PAGE_CENTROIDS);
         for (t, c) in chunk.chunks_exact(dims).enumerate() {
             let j = pi * per + t;
             page::add_item(
                 img.page(),
-                &tuple::encode_centroid(loader.heads[j], loader.counts[j], c),
+                &tuple::encode_centroid(loader.pages.heads[j], loader.pages.counts[j], c),
             )
             .expect("centroid entries were sized to fit");
         }
-        loader.writer.overwrite(1 + pi as u32, img);
+        loader.pages.writer.overwrite(1 + pi as u32, img);
     }
-    let (heap_tuples, index_tuples) = (loader.heap_tuples, loader.rows as f64);
-    loader.writer.finish();
+    let (heap_tuples, index_tuples) = (loader.heap_tuples, loader.pages.rows as f64);
+    loader.pages.writer.finish();
     let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
         as *mut pg_sys::IndexBuildResult;
     (*result).heap_tuples = heap_tuples;
@@ -359,32 +381,66 @@ unsafe extern "C-unwind" fn load_callback(
 }
 
 impl Loader {
-    /// Assigns the waiting rows on the workers, then appends them to their lists.
+    /// Hands the waiting rows to the workers for assignment and, meanwhile, appends the
+    /// previous batch to its lists on this thread: the page writing (and its WAL) no longer
+    /// waits for the distances, nor the distances for it.
     unsafe fn assign_batch(&mut self) {
         if self.batch_tids.is_empty() {
             return;
         }
         let dims = self.dims;
+        let rows = std::mem::take(&mut self.batch);
+        let tids = std::mem::take(&mut self.batch_tids);
+        let previous = self.assigned.take();
         // Inner-product lists are formed by direction, like the spherical k-means that made
         // the centroids: rank by x·c with unit centroids (the squared-norm term of x is the
         // same for every centroid, so the Euclidean ranking of `nearest_two` is that order).
-        let (batch, centroids, c_norms) = (&self.batch, &self.centroids, &self.c_norms);
-        let near = self
-            .pool
-            .run(|_| nearest_two(batch, centroids, c_norms, dims), || {});
-        if let Some(truth) = self.truth.as_mut() {
-            let ids: Vec<u64> = self.batch_tids.iter().map(|t| t.to_u64()).collect();
-            let lists: Vec<u32> = near.iter().map(|e| e.first).collect();
-            self.pool.run(|_| truth.observe(batch, &ids, &lists), || {});
+        let (centroids, c_norms, truth) = (&self.centroids, &self.c_norms, &mut self.truth);
+        let pages = &mut self.pages;
+        // The appended batch's buffers become the next batch's (no fresh 16 MB to fault in).
+        let mut spare = None;
+        let done = self.pool.run_alongside(
+            move |_| {
+                let lists: Vec<u32> = nearest_two(&rows, centroids, c_norms, dims)
+                    .iter()
+                    .map(|e| e.first)
+                    .collect();
+                if let Some(truth) = truth.as_mut() {
+                    let ids: Vec<u64> = tids.iter().map(|t| t.to_u64()).collect();
+                    truth.observe(&rows, &ids, &lists);
+                }
+                Assigned { rows, tids, lists }
+            },
+            || {
+                if let Some(prev) = previous {
+                    spare = Some(pages.append_all(prev));
+                }
+            },
+            || {},
+        );
+        progress(PROGRESS_CREATE_IDX_TUPLES_DONE, self.pages.rows as i64);
+        self.assigned = Some(done);
+        if let Some((rows, tids)) = spare {
+            self.batch = rows;
+            self.batch_tids = tids;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let tids = std::mem::take(&mut self.batch_tids);
-        for ((v, tid), e) in batch.chunks_exact(dims).zip(tids).zip(near) {
-            self.append(e.first as usize, tid, v);
+    }
+}
+
+impl ListWriter {
+    /// Appends a batch; returns its emptied buffers for reuse.
+    unsafe fn append_all(&mut self, a: Assigned) -> (Vec<f32>, Vec<ItemPtr>) {
+        let Assigned {
+            mut rows,
+            mut tids,
+            lists,
+        } = a;
+        for ((v, &tid), &j) in rows.chunks_exact(self.dims).zip(&tids).zip(&lists) {
+            self.append(j as usize, tid, v);
         }
-        progress(PROGRESS_CREATE_IDX_TUPLES_DONE, self.rows as i64);
-        self.batch = batch;
-        self.batch.clear();
+        rows.clear();
+        tids.clear();
+        (rows, tids)
     }
 
     unsafe fn append(&mut self, j: usize, tid: ItemPtr, v: &[f32]) {
