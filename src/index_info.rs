@@ -47,6 +47,7 @@ pub unsafe fn describe(rel: pg_sys::Relation) -> serde_json::Value {
                     "build_rows": m.build_rows,
                     "kmeans_sample_rows": m.sample_rows,
                     "kmeans_iterations": m.kmeans_iterations,
+                    "storage": {"codes": "sq8", "centre": m.sq_centre, "step": m.sq_step},
                     "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"probes": m.default_probes})),
                 })
             }

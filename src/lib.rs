@@ -9,6 +9,7 @@ pub mod intent;
 pub mod ivf;
 pub mod opclass;
 pub mod parallel;
+pub mod rerank;
 pub mod storage;
 pub mod tower;
 pub mod tune;

@@ -13,6 +13,7 @@ use recall_core::ivf::kmeans::{kmeans, normalize, KMeansParams};
 use recall_core::ivf::{default_probes, sample_rows, self_sized_lists, tuple};
 use recall_core::nearest::{nearest_two, squared_norms};
 use recall_core::sample::Reservoir;
+use recall_core::sq8::Sq8;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::centroids::per_page;
@@ -91,6 +92,7 @@ struct Assigned {
 /// The list pages being filled, and where each list's chain starts.
 struct ListWriter {
     dims: usize,
+    quantizer: Sq8,
     writer: BulkWriter,
     open: Vec<Option<PageImage>>,
     open_count: usize,
@@ -238,6 +240,8 @@ pub unsafe extern "C-unwind" fn ambuild(
             )
         },
     );
+    // The lists store 8-bit codes; their range comes from the same sample.
+    let quantizer = Sq8::fit(&sample);
     drop(sample);
     let Ok(clustered) = clustered else {
         error!("canceling statement due to user request")
@@ -276,6 +280,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         assigned: None,
         pages: ListWriter {
             dims,
+            quantizer,
             writer,
             open: (0..lists).map(|_| None).collect(),
             open_count: 0,
@@ -315,6 +320,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     meta.build_rows = loader.pages.rows;
     meta.sample_rows = sample_count as u32;
     meta.kmeans_iterations = clustered.iterations as u32;
+    meta.set_quantizer(&quantizer);
     if let (Some(t), Some(truth)) = (target, loader.truth.take()) {
         super::calibrate::calibrate(&mut meta, &loader.centroids, t, truth, &loader.pool);
     }
@@ -444,7 +450,7 @@ impl ListWriter {
     }
 
     unsafe fn append(&mut self, j: usize, tid: ItemPtr, v: &[f32]) {
-        let entry = tuple::encode_entry(tid, v);
+        let entry = tuple::encode_entry(tid, &self.quantizer, v);
         loop {
             if self.open[j].is_none() {
                 if self.open_count >= self.max_open {

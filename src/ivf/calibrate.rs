@@ -72,23 +72,30 @@ pub fn calibrate(meta: &mut IvfMeta, centroids: &[f32], t: Target, truth: Truth,
     );
 }
 
-/// `recall.tune()` for an ivfflat index: queries sampled from its entries, their exact
-/// neighbours from every entry (each tagged with its list), the curve, the metapage.
+/// `recall.tune()` for an ivfflat index: queries sampled from its entries, their neighbours
+/// from every entry (each tagged with its list), the curve, the metapage. The entries hold
+/// 8-bit codes, so queries and neighbours are those of the decoded vectors: which lists a
+/// probe count reaches is what is measured, and the codes preserve neighbourhoods far more
+/// finely than lists partition them.
 pub unsafe fn tune(index: pg_sys::Relation, t: Target) {
     let meta = meta::read(index);
     let dims = meta.dims as usize;
+    let sq = meta.quantizer();
     let lists = Lists::read(index, &meta);
     let mut sample = QuerySample::new(dims);
+    let mut v = vec![0f32; dims];
     for (_, buf) in ListPages::new(index, lists.heads.clone(), Lock::Share) {
         entries(buf.page(), dims, |_, e| {
-            sample.offer(&e.vector(), e.tid().to_u64())
+            e.decode_into(&sq, &mut v);
+            sample.offer(&v, e.tid().to_u64())
         });
     }
     let pool = Pool::new(crate::parallel::maintenance_threads());
     let mut observer = Observer::new(sample.into_truth(index, t, meta.metric()), &pool);
     for (j, buf) in ListPages::new(index, lists.heads.clone(), Lock::Share) {
         entries(buf.page(), dims, |_, e| {
-            observer.push(&e.vector(), e.tid().to_u64(), j as u32)
+            e.decode_into(&sq, &mut v);
+            observer.push(&v, e.tid().to_u64(), j as u32)
         });
         drop(buf);
         observer.page_done();

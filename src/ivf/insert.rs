@@ -42,7 +42,7 @@ pub unsafe extern "C-unwind" fn aminsert(
         );
     }
     let j = centroids::nearest(&c, meta.dims as usize, meta.metric(), &v);
-    let entry = tuple::encode_entry(page::from_item_pointer(&*heap_tid), &v);
+    let entry = tuple::encode_entry(page::from_item_pointer(&*heap_tid), &meta.quantizer(), &v);
     let need = page::item_footprint(entry.len());
 
     let (cblk, coff) = location(&meta, j);

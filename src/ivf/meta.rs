@@ -3,12 +3,14 @@
 
 use pgrx::pg_sys;
 use recall_core::distance::Metric;
+use recall_core::sq8::Sq8;
 
 use crate::opclass::{metric_code, metric_from_code};
 use crate::storage::metapage::{self, Metapage};
 
 pub const MAGIC: u32 = 0x4956_4646; // "IVFF"
-pub const VERSION: u32 = 1;
+/// 2: list entries hold 8-bit codes (the quantiser below) instead of `f32` vectors.
+pub const VERSION: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +47,9 @@ pub struct IvfMeta {
     pub calibrated_recall: f32,
     pub calibration_queries: u32,
     pub reserved: u32,
+    /// The list entries' quantiser (`recall_core::sq8::Sq8`), fitted on the build's sample.
+    pub sq_centre: f32,
+    pub sq_step: f32,
 }
 
 impl IvfMeta {
@@ -71,11 +76,22 @@ impl IvfMeta {
             calibrated_recall: 0.0,
             calibration_queries: 0,
             reserved: 0,
+            sq_centre: 0.0,
+            sq_step: 1.0,
         }
     }
 
     pub fn metric(&self) -> Metric {
         metric_from_code(self.metric).unwrap_or(Metric::L2)
+    }
+
+    pub fn quantizer(&self) -> Sq8 {
+        Sq8::new(self.sq_centre, self.sq_step)
+    }
+
+    pub fn set_quantizer(&mut self, sq: &Sq8) {
+        self.sq_centre = sq.centre();
+        self.sq_step = sq.step();
     }
 }
 

@@ -106,6 +106,17 @@ pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
     1.0 - sim
 }
 
+/// The SQL operator's own result for `metric` (`<->`, `<#>`, `<=>`, `<+>`), computed as the
+/// operator computes it: scans that order by it return rows in the operator's exact order.
+pub fn operator_value(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+    match metric {
+        Metric::L2 => (l2_squared(a, b) as f64).sqrt(),
+        Metric::InnerProduct => -(dot(a, b) as f64),
+        Metric::Cosine => cosine(a, b),
+        Metric::L1 => l1(a, b) as f64,
+    }
+}
+
 /// The value an index orders by for `metric`: monotone in the SQL operator's result.
 /// L2 uses the square (no root per comparison); cosine assumes both sides are unit length,
 /// which the index guarantees by normalising on the way in.

@@ -9,5 +9,6 @@ pub mod nearest;
 pub mod rng;
 pub mod sample;
 pub mod sq8;
+pub mod sq8_scan;
 pub mod tower;
 pub mod vector_text;

@@ -1,10 +1,11 @@
-//! 8-bit scalar quantisation for graph construction.
+//! 8-bit scalar quantisation: the distances of graph construction, and the codes ivfflat
+//! lists store (scans bound the exact distance from them and the executor rechecks).
 //!
 //! Building a graph is tens of millions of distance evaluations over vectors that do not fit
 //! in cache (fashion-mnist: 188 MB of f32), and profiles show it bound by memory traffic. One
 //! signed byte per dimension cuts that traffic by four and lets the integer kernels do 16
-//! dimensions per instruction. Only the build uses the codes: what the index stores and every
-//! distance a scan returns stays exact `f32`.
+//! dimensions per instruction. The hnsw build drops its codes once the graph is built (its
+//! pages store exact `f32`); ivfflat lists keep only the codes, with each row's error.
 //!
 //! One scale for all dimensions (not one per dimension), so distances between codes are plain
 //! integer sums and keep the metric's geometry: x ≈ centre + step·code, with `code` in
@@ -67,6 +68,46 @@ impl Sq8 {
         Sq8 { centre, step }
     }
 
+    /// A quantiser with a known range (read back from an index's metapage).
+    pub fn new(centre: f32, step: f32) -> Sq8 {
+        let step = if step > 0.0 && step.is_finite() {
+            step
+        } else {
+            1.0
+        };
+        let centre = if centre.is_finite() { centre } else { 0.0 };
+        Sq8 { centre, step }
+    }
+
+    pub fn centre(&self) -> f32 {
+        self.centre
+    }
+
+    pub fn step(&self) -> f32 {
+        self.step
+    }
+
+    /// Encodes one vector into `out`; returns an upper bound of ‖x − decode(code(x))‖, the
+    /// Euclidean error of this row's codes (clamped outliers included), for distance bounds.
+    pub fn encode_row(&self, x: &[f32], out: &mut [i8]) -> f32 {
+        let mut err = 0.0f64;
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = self.code(v);
+            let d = v as f64 - self.decode(*o) as f64;
+            err += d * d;
+        }
+        // Rounded up so the bound survives the conversion to f32.
+        (err.sqrt() * (1.0 + 1e-6) + f64::MIN_POSITIVE) as f32
+    }
+
+    /// The decoded vector of `codes`, into `out`. The same arithmetic as [`Sq8::decode`], so
+    /// an error measured by [`Sq8::encode_row`] holds for what a scan decodes.
+    pub fn decode_into(&self, codes: &[i8], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = self.decode(c);
+        }
+    }
+
     #[inline]
     pub fn code(&self, x: f32) -> i8 {
         ((x - self.centre) / self.step)
@@ -74,6 +115,7 @@ impl Sq8 {
             .clamp(-LEVELS, LEVELS) as i8
     }
 
+    #[inline]
     pub fn decode(&self, c: i8) -> f32 {
         self.centre + self.step * c as f32
     }
