@@ -56,6 +56,28 @@ pub unsafe fn kind(index: pg_sys::Relation) -> Kind {
     }
 }
 
+/// The callback table of an ordering access method whose module has the usual files
+/// (`build`, `cost`, `insert`, `options`, `scan`, `vacuum`) with pgvector's callback names.
+macro_rules! ordering_am_routine {
+    () => {{
+        let mut r = $crate::am::ordering_am();
+        r.ambuild = Some(super::build::ambuild);
+        r.ambuildempty = Some(super::build::ambuildempty);
+        r.aminsert = Some(super::insert::aminsert);
+        r.ambulkdelete = Some(super::vacuum::ambulkdelete);
+        r.amvacuumcleanup = Some(super::vacuum::amvacuumcleanup);
+        r.amcostestimate = Some(super::cost::amcostestimate);
+        r.amoptions = Some(super::options::amoptions);
+        r.ambuildphasename = Some(super::build::ambuildphasename);
+        r.ambeginscan = Some(super::scan::ambeginscan);
+        r.amrescan = Some(super::scan::amrescan);
+        r.amgettuple = Some(super::scan::amgettuple);
+        r.amendscan = Some(super::scan::amendscan);
+        r
+    }};
+}
+pub(crate) use ordering_am_routine;
+
 /// The handler's return value: a palloc'd copy of `routine`.
 pub fn handler_result(routine: pg_sys::IndexAmRoutine) -> pgrx::Internal {
     unsafe {
