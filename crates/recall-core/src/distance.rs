@@ -220,7 +220,7 @@ mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::Kernels;
     use std::arch::x86_64::*;
 
@@ -240,8 +240,9 @@ mod x86 {
         dot_norms: |a, b| unsafe { dot_norms_avx512(a, b) },
     };
 
+    /// The sum of the eight lanes (also the other kernels' final reduction).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum256(v: __m256) -> f32 {
+    pub(crate) unsafe fn hsum256(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(lo, hi);

@@ -173,12 +173,7 @@ mod x86 {
     use super::{TILE_CENTROIDS, TILE_POINTS};
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
-    }
+    use crate::distance::x86::hsum256 as hsum;
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(

@@ -55,13 +55,7 @@ fn avx2() -> bool {
 mod x86 {
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
+    use crate::distance::x86::hsum256 as hsum;
 
     /// Eight codes decoded: `centre + step · c`, rounded as the scalar decode rounds.
     #[target_feature(enable = "avx2,fma")]
