@@ -1,9 +1,9 @@
 //! Index scans: `ORDER BY embedding <op> $q [LIMIT n]`.
 //!
 //! The first call ranks the lists by centroid and scans the closest `probes` of them; the
-//! rows come out in order of a lower bound of their distance computed from the lists' 8-bit
-//! codes, and the executor rechecks each on its heap row and reorders, so the rows a query
-//! returns are in exact distance order. When the executor asks for more (a `WHERE` clause
+//! rows are ranked by a lower bound of their distance computed from the lists' 8-bit codes,
+//! and handed out once their exact value, read from the heap row (`crate::rerank`), is no
+//! larger than every bound still waiting — so a batch comes out in exact distance order. When the executor asks for more (a `WHERE` clause
 //! rejected rows) and `ivfflat.iterative_scan` is `relaxed_order`, the next `probes` lists are
 //! scanned and their rows follow, and so on until every list is scanned or
 //! `ivfflat.max_probes` is reached. A later batch can hold a row closer than the previous
