@@ -218,6 +218,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
 /// The next row in exact order: a row whose exact value (read from the heap) is no larger
 /// than every bound still waiting cannot be preceded by any of them.
 unsafe fn next_row(scan: pg_sys::IndexScanDesc, s: &mut ScanState) -> Option<ItemPtr> {
+    let mut fetched = 0u32;
     loop {
         if let Some(top) = s.ready.peek() {
             if s.batch.peek().is_none_or(|b| top.0 <= b.0) {
@@ -225,6 +226,12 @@ unsafe fn next_row(scan: pg_sys::IndexScanDesc, s: &mut ScanState) -> Option<Ite
             }
         }
         if let Some(Candidate(_, tid)) = s.batch.pop() {
+            // Every bound can stay below the first exact value (a zero query under cosine
+            // makes every exact value NaN): one call can read a whole batch of heap rows.
+            fetched = fetched.wrapping_add(1);
+            if fetched % 256 == 0 {
+                pgrx::check_for_interrupts!();
+            }
             let rerank = s.rerank.as_mut().expect("scan started");
             // A row no version of which is visible would be skipped by the executor too.
             if let Some(d) = rerank.exact(tid) {
