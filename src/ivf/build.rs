@@ -1,8 +1,8 @@
 //! `CREATE INDEX ... USING ivfflat`: two passes over the heap. The first counts the rows and
 //! keeps a uniform sample; k-means runs on the sample on rayon threads; the second pass hands
 //! rows to the workers in batches for assignment, and while they assign one batch the backend
-//! appends the previous one to its lists' page images, writing a page out whenever one fills. Pages go straight to the relation
-//! file through [`BulkWriter`], WAL-logged as they are written.
+//! appends the previous one to its lists' page images, writing a page out whenever one fills.
+//! Pages go straight to the relation file through [`BulkWriter`], WAL-logged as written.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -339,12 +339,11 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         loader.pages.writer.overwrite(1 + pi as u32, img);
     }
-    let (heap_tuples, index_tuples) = (loader.heap_tuples, loader.pages.rows as f64);
     loader.pages.writer.finish();
     let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
         as *mut pg_sys::IndexBuildResult;
-    (*result).heap_tuples = heap_tuples;
-    (*result).index_tuples = index_tuples;
+    (*result).heap_tuples = loader.heap_tuples;
+    (*result).index_tuples = loader.pages.rows as f64;
     result
 }
 

@@ -70,6 +70,14 @@ struct ScanState {
 }
 
 impl ScanState {
+    /// Back to the state of a new scan, freeing the heap fetch (normal end or rescan).
+    unsafe fn reset(&mut self) {
+        if let Some(r) = self.rerank.take() {
+            r.end();
+        }
+        *self = ScanState::empty();
+    }
+
     fn empty() -> Self {
         ScanState {
             started: false,
@@ -106,11 +114,7 @@ pub unsafe extern "C-unwind" fn amrescan(
     norderbys: std::ffi::c_int,
 ) {
     crate::am::copy_scan_keys(scan, keys, nkeys, orderbys, norderbys);
-    let s = &mut *((*scan).opaque as *mut ScanState);
-    if let Some(r) = s.rerank.take() {
-        r.end();
-    }
-    *s = ScanState::empty();
+    (*((*scan).opaque as *mut ScanState)).reset();
 }
 
 unsafe fn start(scan: pg_sys::IndexScanDesc, s: &mut ScanState) {
@@ -247,9 +251,5 @@ unsafe fn next_row(scan: pg_sys::IndexScanDesc, s: &mut ScanState) -> Option<Ite
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
-    let s = &mut *((*scan).opaque as *mut ScanState);
-    if let Some(r) = s.rerank.take() {
-        r.end();
-    }
-    *s = ScanState::empty();
+    (*((*scan).opaque as *mut ScanState)).reset();
 }

@@ -231,6 +231,13 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
+    /// `len` values uniform in [-half_width, half_width).
+    fn uniform(rng: &mut SplitMix64, len: usize, half_width: f32) -> Vec<f32> {
+        (0..len)
+            .map(|_| (rng.next_f64_open0() as f32 * 2.0 - 1.0) * half_width)
+            .collect()
+    }
+
     fn brute(xs: &[f32], cs: &[f32], dims: usize) -> Vec<(u32, f32, f32)> {
         xs.chunks(dims)
             .map(|x| {
@@ -256,12 +263,8 @@ mod tests {
             (70, 131, 9),
             (3, 400, 128),
         ] {
-            let xs: Vec<f32> = (0..n * dims)
-                .map(|_| rng.next_f64_open0() as f32 * 4.0 - 2.0)
-                .collect();
-            let cs: Vec<f32> = (0..k * dims)
-                .map(|_| rng.next_f64_open0() as f32 * 4.0 - 2.0)
-                .collect();
+            let xs = uniform(&mut rng, n * dims, 2.0);
+            let cs = uniform(&mut rng, k * dims, 2.0);
             let got = nearest_two(&xs, &cs, &squared_norms(&cs, dims), dims);
             for (g, (f, d1, d2)) in got.iter().zip(brute(&xs, &cs, dims)) {
                 let tol = 1e-3 * (1.0 + d1.abs());
@@ -284,12 +287,8 @@ mod tests {
     fn rows_subset_matches_the_gathered_points() {
         let mut rng = SplitMix64::new(4);
         let (n, k, dims) = (300, 17, 45);
-        let xs: Vec<f32> = (0..n * dims)
-            .map(|_| rng.next_f64_open0() as f32 * 2.0 - 1.0)
-            .collect();
-        let cs: Vec<f32> = (0..k * dims)
-            .map(|_| rng.next_f64_open0() as f32 * 2.0 - 1.0)
-            .collect();
+        let xs = uniform(&mut rng, n * dims, 1.0);
+        let cs = uniform(&mut rng, k * dims, 1.0);
         let cn = squared_norms(&cs, dims);
         // Out of order, repeated, and more than one worker block.
         let rows: Vec<u32> = (0..200)
@@ -311,9 +310,7 @@ mod tests {
     fn portable_tile_agrees_with_dispatched_tile() {
         let mut rng = SplitMix64::new(5);
         let dims = 37;
-        let v: Vec<f32> = (0..7 * dims)
-            .map(|_| rng.next_f64_open0() as f32 - 0.5)
-            .collect();
+        let v = uniform(&mut rng, 7 * dims, 0.5);
         let x: [*const f32; 4] = std::array::from_fn(|t| v[t * dims..].as_ptr());
         let c: [*const f32; 3] = std::array::from_fn(|u| v[(4 + u) * dims..].as_ptr());
         let (a, b) = unsafe { (tile_portable(x, c, dims), tile_kernel()(x, c, dims)) };
