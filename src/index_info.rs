@@ -31,6 +31,10 @@ pub unsafe fn describe(rel: pg_sys::Relation) -> serde_json::Value {
                     "m": m.m,
                     "ef_construction": m.ef_construction,
                     "entry_level": m.entry().map(|_| m.entry_level),
+                    "storage": match m.layout().sq {
+                        Some(sq) => json!({"codes": "sq8", "centre": sq.centre(), "step": sq.step()}),
+                        None => json!({"codes": null}),
+                    },
                     "calibration": calibration(m.calibration, m.target_recall, m.target_k, m.calibrated_recall, m.calibration_queries, json!({"ef_search": m.calibrated_ef_search})),
                 })
             }

@@ -21,6 +21,27 @@ use recall_core::item::ItemPtr;
 use crate::storage::page::to_item_pointer;
 use crate::vector::Vector;
 
+/// A row (or an element) and a value of its distance — a lower bound, or the exact value;
+/// in a `BinaryHeap` the smallest is on top.
+pub struct Candidate(pub f64, pub ItemPtr);
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0)
+    }
+}
+
 pub struct HeapRerank {
     heap: pg_sys::Relation,
     fetch: *mut pg_sys::IndexFetchTableData,

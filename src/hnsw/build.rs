@@ -10,7 +10,8 @@ use pgrx::prelude::*;
 use recall_core::distance::Metric;
 use recall_core::hnsw::build::MemGraph;
 use recall_core::hnsw::dedup::group_identical;
-use recall_core::hnsw::tuple::{self, ItemPtr};
+use recall_core::hnsw::tuple::{self, ItemPtr, Layout};
+use recall_core::sq8::Sq8;
 use recall_core::hnsw::HnswParams;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -184,9 +185,16 @@ fn layout(sizes: &[(usize, usize)]) -> (Vec<(ItemPtr, ItemPtr)>, u32) {
 /// its ef_search first when asked to and the options set a target.
 unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let (dims, m) = (state.dims, state.m);
-    let max_tids = (page::max_item_size() - tuple::element_size(dims, 0)) / 6;
     // One node per distinct vector, carrying all its rows (up to what fits a page).
     let groups = group_identical(&state.vectors, dims);
+    let codes = recall_core::hnsw::store_codes(state.metric, dims, groups.len());
+    // The element size does not depend on the quantiser's range.
+    let sized = if codes {
+        Layout::codes(dims, Sq8::new(0.0, 1.0))
+    } else {
+        Layout::exact(dims)
+    };
+    let max_tids = (page::max_item_size() - tuple::element_size(sized, 0)) / 6;
     let mut unique = Vec::with_capacity(groups.len() * dims);
     // Rows beyond one element's TID capacity: inserted through the on-disk path afterwards.
     let mut overflow: Vec<(usize, ItemPtr)> = Vec::new();
@@ -205,7 +213,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
         ef_construction: state.ef_construction,
         metric: state.metric,
         seed: 0x5EED,
-        quantized: dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS,
+        quantized: codes || dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS,
     };
     let done = AtomicUsize::new(0);
     let graph = parallel::run(
@@ -231,7 +239,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let sizes: Vec<(usize, usize)> = (0..graph.len())
         .map(|i| {
             (
-                tuple::element_size(dims, tid_caps[i]),
+                tuple::element_size(sized, tid_caps[i]),
                 tuple::neighbours_size(m, graph.level(i as u32) as usize),
             )
         })
@@ -239,6 +247,10 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let (ptrs, nblocks) = layout(&sizes);
 
     let mut meta = HnswMeta::new(dims, m, state.ef_construction, state.metric);
+    if let (true, Some(sq)) = (codes, graph.quantizer()) {
+        meta.set_codes(sq);
+    }
+    let layout = meta.layout();
     if calibrate {
         if let Some(t) = options::target(state.index) {
             super::calibrate::calibrate_graph(&graph, t, &mut meta);
@@ -278,6 +290,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
                 tid_caps[node],
                 nptr,
                 graph.vector(node as u32),
+                layout,
             );
             put(p, &e, eptr);
             if nptr.block == block {

@@ -111,22 +111,22 @@ pub unsafe fn tune(index: pg_sys::Relation, t: Target) {
 /// with its own element hidden. Recorded in the metapage under calibration code `code`.
 pub unsafe fn calibrate_pages(index: pg_sys::Relation, t: Target, code: u32) {
     let meta = meta::read(index);
-    let (dims, k) = (meta.dims as usize, t.k);
+    let (dims, layout, k) = (meta.dims as usize, meta.layout(), t.k);
     let blocks = nblocks(index);
     let mut sample = QuerySample::new(dims);
     for blk in 1..blocks {
-        elements_on(index, blk, dims, |at, e| {
+        elements_on(index, blk, layout, |at, e| {
             if e.tid_count() > 0 {
-                sample.offer(&e.vector(dims), at.to_u64());
+                sample.offer(&e.vector(), at.to_u64());
             }
         });
     }
     let pool = Pool::new(parallel::maintenance_threads());
     let mut observer = Observer::new(sample.into_truth(index, t, meta.metric()), &pool);
     for blk in 1..blocks {
-        elements_on(index, blk, dims, |at, e| {
+        elements_on(index, blk, layout, |at, e| {
             if e.tid_count() > 0 {
-                observer.push(&e.vector(dims), at.to_u64(), 0);
+                observer.push(&e.vector(), at.to_u64(), 0);
             }
         });
         observer.page_done();

@@ -3,10 +3,11 @@
 //! one item at a time; nothing is held across calls.
 
 use pgrx::pg_sys;
+use recall_core::bound::estimate;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::fasthash::IdMap;
 use recall_core::hnsw::search::{greedy, GraphView, Scored};
-use recall_core::hnsw::tuple::{Element, ItemPtr, Neighbours};
+use recall_core::hnsw::tuple::{Element, ItemPtr, Layout, Neighbours};
 use std::collections::VecDeque;
 
 use super::meta::HnswMeta;
@@ -17,7 +18,7 @@ use crate::storage::{page, LockedBuffer};
 
 pub struct PageGraph {
     rel: pg_sys::Relation,
-    pub dims: usize,
+    pub layout: Layout,
     pub m: usize,
     pub metric: Metric,
     query: Vec<f32>,
@@ -51,7 +52,7 @@ impl PageGraph {
     ) -> Self {
         PageGraph {
             rel,
-            dims: meta.dims as usize,
+            layout: meta.layout(),
             m: meta.m as usize,
             metric: meta.metric(),
             query,
@@ -102,17 +103,17 @@ impl PageGraph {
 
     /// Runs `f` on element `id` under a share lock; `None` if the slot holds no element.
     pub fn with_element<R>(&mut self, id: ItemPtr, f: impl FnOnce(Element<'_>) -> R) -> Option<R> {
-        let dims = self.dims;
-        self.with_item(id, |bytes| Element::parse(bytes, dims).map(f))
+        let layout = self.layout;
+        self.with_item(id, |bytes| Element::parse(bytes, layout).map(f))
     }
 
-    /// An element's vector (cached when this graph keeps vectors).
+    /// An element's vector as stored (decoded from codes in a quantised index; cached when
+    /// this graph keeps vectors).
     pub fn vector(&mut self, id: u64) -> Option<Vec<f32>> {
         if let Some(v) = self.vectors.as_ref().and_then(|c| c.get(&id)) {
             return Some(v.clone());
         }
-        let dims = self.dims;
-        self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned())
+        self.with_element(ItemPtr::from_u64(id), |e| e.vector().into_owned())
     }
 
     /// Makes sure `id`'s vector is in the cache; false if it has no element.
@@ -120,8 +121,7 @@ impl PageGraph {
         if self.vectors.as_ref().is_some_and(|c| c.contains_key(&id)) {
             return true;
         }
-        let dims = self.dims;
-        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector(dims).into_owned())
+        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector().into_owned())
         else {
             return false;
         };
@@ -181,12 +181,14 @@ impl GraphView for PageGraph {
                 recent::prefetch_item(buf, next.offset);
             }
         }
-        let (dims, metric, keep) = (self.dims, self.metric, self.vectors.is_some());
+        let (sq, metric, keep) = (self.layout.sq, self.metric, self.vectors.is_some());
         let query = std::mem::take(&mut self.query);
         let r = self.with_element(ItemPtr::from_u64(id), |e| {
-            let v = e.vector(dims);
-            let d = order_distance(metric, &query, &v);
-            (d, e.neighbours_ptr(), keep.then(|| v.into_owned()))
+            let d = match (sq, e.codes()) {
+                (Some(sq), Some((codes, _))) => estimate(metric, &sq, &query, codes),
+                _ => order_distance(metric, &query, &e.vector()),
+            };
+            (d, e.neighbours_ptr(), keep.then(|| e.vector().into_owned()))
         });
         self.query = query;
         let (d, nptr, v) = r?;
@@ -240,12 +242,12 @@ pub fn nblocks(index: pg_sys::Relation) -> u32 {
 /// (vacuum and the scan's final sweep).
 pub unsafe fn for_each_element(
     index: pg_sys::Relation,
-    dims: usize,
+    layout: Layout,
     mut f: impl FnMut(ItemPtr, Element<'_>),
 ) {
     for blk in 1..nblocks(index) {
         pg_sys::vacuum_delay_point();
-        elements_on(index, blk, dims, &mut f);
+        elements_on(index, blk, layout, &mut f);
     }
 }
 
@@ -254,7 +256,7 @@ pub unsafe fn for_each_element(
 pub unsafe fn elements_on(
     index: pg_sys::Relation,
     blk: u32,
-    dims: usize,
+    layout: Layout,
     mut f: impl FnMut(ItemPtr, Element<'_>),
 ) {
     pgrx::check_for_interrupts!();
@@ -264,7 +266,7 @@ pub unsafe fn elements_on(
         return;
     }
     for off in 1..=page::max_offset(p) {
-        if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) {
+        if let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, layout)) {
             f(
                 ItemPtr {
                     block: blk,

@@ -78,7 +78,10 @@ pub unsafe fn insert_vector(index: pg_sys::Relation, peek: &HnswMeta, v: &[f32],
     };
     let m = meta.m as usize;
     let top = meta.entry_level as usize;
-    let mut graph = PageGraph::new(index, &meta, v.to_vec(), true);
+    // A quantised index walks and selects neighbours among decoded vectors: the new one joins
+    // them as its codes will store it (the element itself encodes `v`, so its error is
+    // measured against the real vector).
+    let mut graph = PageGraph::new(index, &meta, meta.layout().stored(v), true);
     let Some(start) = graph.score_entry(entry) else {
         error!(
             "hnsw index \"{}\" has a broken entry point; REINDEX it",
@@ -146,20 +149,17 @@ unsafe fn add_to_identical(
         .iter()
         .take_while(|s| s.dist <= 0.0 || s.dist == w[0].dist)
     {
-        let same = graph
-            .vector(s.id)
-            .is_some_and(|x| x.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()));
-        if !same {
+        let at = ItemPtr::from_u64(s.id);
+        if graph.with_element(at, |e| e.stores(v)) != Some(true) {
             continue;
         }
-        let at = ItemPtr::from_u64(s.id);
         let buf = LockedBuffer::read(index, at.block, Lock::Exclusive);
         let mut wal = WalGuard::start(index);
         let p = wal.register(&buf, false);
         let Some(bytes) = page::item_mut(p, at.offset) else {
             continue;
         };
-        let Some(mut e) = ElementMut::new(bytes, graph.dims) else {
+        let Some(mut e) = ElementMut::new(bytes, graph.layout) else {
             continue;
         };
         if e.push_tid(tid) {
@@ -209,9 +209,9 @@ pub unsafe fn write_tuples(
     v: &[f32],
     lists: &[Vec<ItemPtr>],
 ) -> (ItemPtr, ItemPtr) {
-    let (dims, m) = (meta.dims as usize, meta.m as usize);
+    let (layout, m) = (meta.layout(), meta.m as usize);
     let cap = tids.len().max(2);
-    let e = tuple::encode_element(level, tids, cap, ItemPtr::INVALID, v);
+    let e = tuple::encode_element(level, tids, cap, ItemPtr::INVALID, v, layout);
     let nbytes = tuple::encode_neighbours(m, lists);
     let placement = place(
         index,
@@ -239,7 +239,7 @@ pub unsafe fn write_tuples(
         offset: noff,
     };
     // Offsets are known only once added (freed line pointers get reused): patch the link.
-    ElementMut::new(page::item_mut(ep, eoff).unwrap(), dims)
+    ElementMut::new(page::item_mut(ep, eoff).unwrap(), layout)
         .unwrap()
         .set_neighbours_ptr(nptr);
     pg_sys::RecordPageWithFreeSpace(index, ebuf.block(), page::free_space(ep));

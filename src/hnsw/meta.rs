@@ -2,7 +2,8 @@
 
 use pgrx::pg_sys;
 use recall_core::distance::Metric;
-use recall_core::hnsw::tuple::ItemPtr;
+use recall_core::hnsw::tuple::{ItemPtr, Layout};
+use recall_core::sq8::Sq8;
 
 use crate::opclass::{metric_code, metric_from_code};
 pub use crate::storage::metapage::META_BLOCK;
@@ -10,6 +11,8 @@ use crate::storage::metapage::{self, Metapage};
 
 pub const MAGIC: u32 = 0x484E_5357; // "HNSW"
 pub const VERSION: u32 = 1;
+pub const STORAGE_EXACT: u32 = 0;
+pub const STORAGE_CODES: u32 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +37,12 @@ pub struct HnswMeta {
     pub target_recall: f32,
     pub target_k: u32,
     pub calibration_queries: u32,
-    pub reserved: [u32; 4],
+    /// How elements store vectors: 0 exact `f32` (also every index from before this field),
+    /// 1 8-bit codes of the quantiser below.
+    pub storage: u32,
+    pub sq_centre: f32,
+    pub sq_step: f32,
+    pub reserved: [u32; 1],
 }
 
 impl HnswMeta {
@@ -56,8 +64,25 @@ impl HnswMeta {
             target_recall: 0.0,
             target_k: 0,
             calibration_queries: 0,
-            reserved: [0; 4],
+            storage: STORAGE_EXACT,
+            sq_centre: 0.0,
+            sq_step: 0.0,
+            reserved: [0; 1],
         }
+    }
+
+    /// The element layout of this index.
+    pub fn layout(&self) -> Layout {
+        match self.storage {
+            STORAGE_CODES => Layout::codes(self.dims as usize, Sq8::new(self.sq_centre, self.sq_step)),
+            _ => Layout::exact(self.dims as usize),
+        }
+    }
+
+    pub fn set_codes(&mut self, sq: Sq8) {
+        self.storage = STORAGE_CODES;
+        self.sq_centre = sq.centre();
+        self.sq_step = sq.step();
     }
 
     pub fn metric(&self) -> Metric {

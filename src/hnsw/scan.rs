@@ -4,32 +4,59 @@
 //! then hands the executor one heap TID. With `hnsw.iterative_scan` at its default the search
 //! keeps exploring batch after batch for as long as the executor asks, so a `WHERE` clause
 //! that rejects most rows cannot shorten a `LIMIT`.
+//!
+//! An index whose elements are 8-bit codes walks the graph on distances to the decoded
+//! vectors, then ranks each batch of results by a lower bound of the operator's value and
+//! reads exact values from the heap rows (`crate::rerank`), as ivfflat does: a batch comes out
+//! in exact order. `strict_order` then drops rows closer than one already returned, judged on
+//! exact values.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use recall_core::bound::QueryBound;
 use recall_core::distance::order_distance;
 use recall_core::fasthash::IdSet;
 use recall_core::hnsw::search::{Continuation, ResumableSearch, Scored};
-use recall_core::hnsw::tuple::ItemPtr;
-use std::collections::VecDeque;
+use recall_core::hnsw::tuple::{Element, ItemPtr};
+use std::collections::{BinaryHeap, VecDeque};
 
 use super::graph::{for_each_element, PageGraph};
 use super::meta;
 use super::options::{self, IterativeScan};
 use super::prepare;
+use crate::rerank::{Candidate, HeapRerank};
 use crate::vector::Vector;
 
 struct ScanState {
     graph: Option<PageGraph>,
     search: Option<ResumableSearch<u64>>,
     visited: IdSet<u64>,
-    /// TIDs of the current element still to hand out.
+    /// Exact elements: TIDs of the current element still to hand out.
     ready: VecDeque<ItemPtr>,
+    /// Elements stored as codes: the batch being reranked.
+    rerank: Option<Rerank>,
     max_tuples: u64,
     /// The last resort of a complete scan: elements the graph walk never reached (their
     /// incoming edges were pruned away), in distance order, closest last.
     sweep: Option<Vec<Scored<u64>>>,
+    swept: bool,
     exhausted: bool,
+}
+
+/// The state of a scan over codes.
+struct Rerank {
+    heap: HeapRerank,
+    /// The prepared query, the metric and the quantiser, for bounds.
+    query: Vec<f32>,
+    metric: recall_core::distance::Metric,
+    sq: recall_core::sq8::Sq8,
+    /// Elements of the current batch by a lower bound of the operator's value.
+    bounds: BinaryHeap<Candidate>,
+    /// Rows whose exact value is known, closest on top.
+    exact: BinaryHeap<Candidate>,
+    strict: bool,
+    last: f64,
+    fetched: u32,
 }
 
 impl ScanState {
@@ -39,10 +66,20 @@ impl ScanState {
             search: None,
             visited: IdSet::default(),
             ready: VecDeque::new(),
+            rerank: None,
             max_tuples: u64::MAX,
             sweep: None,
+            swept: false,
             exhausted: false,
         }
+    }
+
+    /// Back to the state of a new scan, freeing the heap fetch (normal end or rescan).
+    unsafe fn reset(&mut self) {
+        if let Some(r) = self.rerank.take() {
+            r.heap.end();
+        }
+        *self = ScanState::empty();
     }
 }
 
@@ -64,22 +101,22 @@ pub unsafe extern "C-unwind" fn amrescan(
     norderbys: std::ffi::c_int,
 ) {
     crate::am::copy_scan_keys(scan, keys, nkeys, orderbys, norderbys);
-    let state = &mut *((*scan).opaque as *mut ScanState);
-    *state = ScanState::empty();
+    (*((*scan).opaque as *mut ScanState)).reset();
 }
 
-/// The query vector of the scan's `ORDER BY`, prepared for the index's metric. A NULL query
-/// orders nothing in particular; it is searched as the zero vector, as pgvector does, so the
-/// scan still returns every row.
-unsafe fn query_vector(scan: pg_sys::IndexScanDesc, meta: &meta::HnswMeta) -> Vec<f32> {
+/// The query vector of the scan's `ORDER BY` as given (what the operator sees) and prepared
+/// for the index's metric. A NULL query orders nothing in particular; it is searched as the
+/// zero vector, as pgvector does, so the scan still returns every row.
+unsafe fn query_vector(scan: pg_sys::IndexScanDesc, meta: &meta::HnswMeta) -> (Vec<f32>, Vec<f32>) {
     let key = &*(*scan).orderByData;
     let dims = meta.dims as usize;
     if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-        return vec![0.0; dims];
+        return (vec![0.0; dims], vec![0.0; dims]);
     }
     let v = Vector::from_datum_unchecked(key.sk_argument);
     crate::vector::errors::check_same_dims(dims, v.dim());
-    prepare(meta.metric(), v.as_slice()).unwrap_or_else(|| vec![0.0; dims])
+    let prepared = prepare(meta.metric(), v.as_slice()).unwrap_or_else(|| vec![0.0; dims]);
+    (v.as_slice().to_vec(), prepared)
 }
 
 unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
@@ -88,7 +125,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
     }
     let index = (*scan).indexRelation;
     let meta = meta::read(index);
-    let query = query_vector(scan, &meta);
+    let (raw, query) = query_vector(scan, &meta);
     let mut graph = PageGraph::new(index, &meta, query, false);
     let Some(entry) = meta.entry() else {
         state.exhausted = true;
@@ -98,11 +135,28 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
         state.exhausted = true;
         return;
     };
-    let mode = match options::ITERATIVE_SCAN.get() {
+    let wanted = options::ITERATIVE_SCAN.get();
+    let codes = graph.layout.sq.is_some();
+    let mode = match wanted {
         IterativeScan::Off => Continuation::Off,
         IterativeScan::RelaxedOrder => Continuation::Relaxed,
+        // On codes the walk's distances are estimates: order is judged on exact values.
+        IterativeScan::StrictOrder if codes => Continuation::Relaxed,
         IterativeScan::StrictOrder => Continuation::Strict,
     };
+    if let Some(sq) = graph.layout.sq {
+        state.rerank = Some(Rerank {
+            heap: HeapRerank::new(scan, meta.metric(), raw),
+            query: graph.query().to_vec(),
+            metric: meta.metric(),
+            sq,
+            bounds: BinaryHeap::new(),
+            exact: BinaryHeap::new(),
+            strict: wanted == IterativeScan::StrictOrder,
+            last: f64::NEG_INFINITY,
+            fetched: 0,
+        });
+    }
     let ef = options::effective_ef_search(&meta);
     state.max_tuples = options::MAX_SCAN_TUPLES.get().max(1) as u64;
     // Sized for what a search at this ef usually visits, so the set does not rehash its way
@@ -136,20 +190,39 @@ pub unsafe extern "C-unwind" fn amgettuple(
     if state.graph.is_none() && !state.exhausted {
         start(scan, state);
     }
-    loop {
-        if let Some(tid) = state.ready.pop_front() {
+    let found = if state.rerank.is_some() {
+        let found = next_reranked(scan, state);
+        if let Some(r) = state.rerank.as_mut() {
+            r.heap.release();
+        }
+        found
+    } else {
+        next_exact(scan, state)
+    };
+    match found {
+        Some(tid) => {
             (*scan).xs_heaptid = crate::storage::page::to_item_pointer(tid);
             // Exact order (no recheck): the executor returns rows as they come.
             (*scan).xs_recheck = false;
             (*scan).xs_recheckorderby = false;
-            return true;
+            true
+        }
+        None => false,
+    }
+}
+
+/// The next row of an index of exact elements: the walk's order is the operator's.
+unsafe fn next_exact(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> Option<ItemPtr> {
+    loop {
+        if let Some(tid) = state.ready.pop_front() {
+            return Some(tid);
         }
         if state.exhausted {
-            return false;
+            return None;
         }
         pgrx::check_for_interrupts!();
         let (Some(graph), Some(search)) = (state.graph.as_mut(), state.search.as_mut()) else {
-            return false;
+            return None;
         };
         if let Some(sweep) = state.sweep.as_mut() {
             match sweep.pop() {
@@ -160,42 +233,124 @@ pub unsafe extern "C-unwind" fn amgettuple(
         }
         match search.next(graph, &mut state.visited, state.max_tuples) {
             Some(s) => state.ready.extend(graph.heap_tids(s.id)),
-            None if search.mode() == Continuation::Relaxed
-                && search.evaluated < state.max_tuples =>
-            {
-                state.sweep = Some(unreached((*scan).indexRelation, graph, &state.visited));
+            None if sweep_allowed(search, state.max_tuples) => {
+                let (metric, q) = (graph.metric, graph.query());
+                let mut all = unreached((*scan).indexRelation, graph, &state.visited, |e| {
+                    order_distance(metric, q, &e.vector()) as f64
+                });
+                all.sort_by(|a, b| b.0.total_cmp(&a.0));
+                state.sweep = Some(
+                    all.into_iter()
+                        .map(|(d, id)| Scored { dist: d as f32, id })
+                        .collect(),
+                );
             }
             None => state.exhausted = true,
         }
     }
 }
 
-/// Every element the walk did not visit, with its distance, sorted closest last. Normally
-/// empty or tiny; it exists so that an iterative scan can never miss a row.
+/// Whether a search that ran dry may be completed by a sweep over every element.
+fn sweep_allowed(search: &ResumableSearch<u64>, max_tuples: u64) -> bool {
+    search.mode() == Continuation::Relaxed && search.evaluated < max_tuples
+}
+
+/// The next row of an index of codes: a row whose exact value (read from the heap) is no
+/// larger than every bound still waiting in its batch cannot be preceded by any of them.
+unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> Option<ItemPtr> {
+    loop {
+        let r = state.rerank.as_mut()?;
+        if let Some(top) = r.exact.peek() {
+            if r.bounds.peek().is_none_or(|b| top.0 <= b.0) {
+                let Candidate(d, tid) = r.exact.pop().unwrap();
+                if r.strict && d < r.last {
+                    continue;
+                }
+                r.last = r.last.max(d);
+                return Some(tid);
+            }
+        }
+        let graph = state.graph.as_mut()?;
+        if let Some(Candidate(_, element)) = r.bounds.pop() {
+            for tid in graph.heap_tids(element.to_u64()) {
+                // Bounds can all stay below the first exact value (a zero query under cosine
+                // makes every exact value NaN): one call can read a whole batch of rows.
+                r.fetched = r.fetched.wrapping_add(1);
+                if r.fetched % 256 == 0 {
+                    pgrx::check_for_interrupts!();
+                }
+                // A row no version of which is visible would be skipped by the executor too.
+                if let Some(d) = r.heap.exact(tid) {
+                    r.exact.push(Candidate(d, tid));
+                }
+            }
+            continue;
+        }
+        if state.exhausted {
+            return None;
+        }
+        pgrx::check_for_interrupts!();
+        let search = state.search.as_mut()?;
+        let bound = QueryBound::new(r.metric, &r.query, r.sq);
+        let score = |e: Element<'_>| {
+            let (codes, err) = e.codes().expect("elements of a quantised index have codes");
+            bound.lower_bound(codes, err)
+        };
+        if state.swept {
+            state.exhausted = true;
+            continue;
+        }
+        // The whole batch, so its rows can be put in exact order.
+        let mut batch = Vec::new();
+        if let Some(s) = search.next(graph, &mut state.visited, state.max_tuples) {
+            batch.push(s.id);
+            while search.left_in_batch() > 0 {
+                match search.next(graph, &mut state.visited, state.max_tuples) {
+                    Some(s) => batch.push(s.id),
+                    None => break,
+                }
+            }
+        }
+        if !batch.is_empty() {
+            for id in batch {
+                if let Some(Some(b)) = graph.with_element(ItemPtr::from_u64(id), |e| {
+                    (e.tid_count() > 0).then(|| score(e))
+                }) {
+                    r.bounds.push(Candidate(b, ItemPtr::from_u64(id)));
+                }
+            }
+        } else if sweep_allowed(search, state.max_tuples) {
+            let all = unreached((*scan).indexRelation, graph, &state.visited, score);
+            r.bounds
+                .extend(all.into_iter().map(|(b, id)| Candidate(b, ItemPtr::from_u64(id))));
+            state.swept = true;
+        } else {
+            state.exhausted = true;
+        }
+    }
+}
+
+/// Every element with rows the walk did not visit, scored by `score`. Normally empty or
+/// tiny; it exists so that an iterative scan can never miss a row.
 unsafe fn unreached(
     index: pg_sys::Relation,
     graph: &PageGraph,
     visited: &IdSet<u64>,
-) -> Vec<Scored<u64>> {
+    score: impl Fn(Element<'_>) -> f64,
+) -> Vec<(f64, u64)> {
     let mut out = Vec::new();
-    let (dims, metric, q) = (graph.dims, graph.metric, graph.query());
-    for_each_element(index, dims, |at, e| {
+    for_each_element(index, graph.layout, |at, e| {
         let id = at.to_u64();
         if e.tid_count() > 0 && !visited.contains(&id) {
-            out.push(Scored {
-                dist: order_distance(metric, q, &e.vector(dims)),
-                id,
-            });
+            out.push((score(e), id));
         }
     });
-    out.sort_by(|a, b| b.cmp(a));
     out
 }
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // The state lives in the scan's memory context and is dropped with it; release the
-    // graph's caches now so a long-lived portal does not hold them.
-    let state = &mut *((*scan).opaque as *mut ScanState);
-    *state = ScanState::empty();
+    // graph's caches and the heap fetch now so a long-lived portal does not hold them.
+    (*((*scan).opaque as *mut ScanState)).reset();
 }

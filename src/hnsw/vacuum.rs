@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 use recall_core::hnsw::search::Scored;
 use recall_core::hnsw::select::select_neighbours;
-use recall_core::hnsw::tuple::{Element, ElementMut, ItemPtr};
+use recall_core::hnsw::tuple::{Element, ElementMut, ItemPtr, Layout};
 use recall_core::hnsw::{keep_pruned, max_neighbours};
 
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let stats = stats_or_new(stats);
     let index = (*info).index;
     let meta = meta::read(index);
-    let dims = meta.dims as usize;
+    let layout = meta.layout();
     let callback = callback.expect("bulk delete without a callback");
 
     // 1. Remove dead heap TIDs, page by page.
@@ -43,7 +43,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let p = wal.register(&buf, false);
         let mut removed = 0usize;
         for off in 1..=page::max_offset(p) {
-            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, dims)) else {
+            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, layout)) else {
                 continue;
             };
             removed += e.retain_tids(|t| {
@@ -67,7 +67,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     );
     let meta = meta::read(index);
     let mut census = Census::default();
-    for_each_element(index, dims, |at, e| census.add(at, e));
+    for_each_element(index, layout, |at, e| census.add(at, e));
     if !census.deleted.is_empty() {
         repair(index, &meta, &census);
         let (deleted, best_live) = (&census.deleted, census.best_live);
@@ -77,7 +77,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                 None => m.set_entry(None, 0),
             });
         }
-        free_elements(index, dims, deleted);
+        free_elements(index, layout, deleted);
     }
     pg_sys::UnlockPage(
         index,
@@ -170,7 +170,7 @@ unsafe fn repair(index: pg_sys::Relation, meta: &HnswMeta, census: &Census) {
 
 /// Frees deleted elements and their neighbour tuples (line pointers stay, marked unused, so
 /// no other item moves) and tells the free space map.
-unsafe fn free_elements(index: pg_sys::Relation, dims: usize, deleted: &HashSet<u64>) {
+unsafe fn free_elements(index: pg_sys::Relation, layout: Layout, deleted: &HashSet<u64>) {
     let mut by_block: HashMap<u32, Vec<u16>> = HashMap::new();
     for &d in deleted {
         let p = ItemPtr::from_u64(d);
@@ -188,7 +188,7 @@ unsafe fn free_elements(index: pg_sys::Relation, dims: usize, deleted: &HashSet<
         offs.sort_unstable_by(|a, b| b.cmp(a));
         for off in offs {
             // Re-check under the lock: still an element without rows.
-            let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, dims)) else {
+            let Some(e) = page::item(p, off).and_then(|b| Element::parse(b, layout)) else {
                 continue;
             };
             if e.tid_count() != 0 {
@@ -230,9 +230,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     let index = (*info).index;
     let stats = stats_or_new(stats);
     if (*stats).num_index_tuples == 0.0 {
-        let dims = meta::read(index).dims as usize;
+        let layout = meta::read(index).layout();
         let mut n = 0usize;
-        for_each_element(index, dims, |_, e| n += e.tid_count());
+        for_each_element(index, layout, |_, e| n += e.tid_count());
         (*stats).num_index_tuples = n as f64;
     }
     (*stats).num_pages = nblocks(index);

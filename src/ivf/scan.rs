@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
-use recall_core::ivf::bound::QueryBound;
+use recall_core::bound::QueryBound;
 use recall_core::ivf::tuple::{self, Entry};
 use std::collections::BinaryHeap;
 
@@ -22,31 +22,10 @@ use super::meta::{self, IvfMeta};
 use super::options::{self, IterativeScan};
 use super::PAGE_LIST;
 use crate::opclass::prepare;
-use crate::rerank::HeapRerank;
+use crate::rerank::{Candidate, HeapRerank};
 use crate::storage::buffer::Lock;
 use crate::storage::{page, recent, LockedBuffer};
 use crate::vector::Vector;
-
-/// A row and a value of its distance (a lower bound, or the exact value); a heap's top is
-/// the smallest.
-struct Candidate(f64, ItemPtr);
-
-impl PartialEq for Candidate {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-impl Eq for Candidate {}
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Candidate {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.0.total_cmp(&self.0)
-    }
-}
 
 struct ScanState {
     started: bool,

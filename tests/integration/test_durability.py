@@ -1,6 +1,7 @@
 """Both access methods through WAL: a streaming replica answers like the primary after a
 build, inserts, deletes and vacuum; kill -9 during concurrent inserts leaves a consistent
-index; kill -9 right after a build recovers it from WAL."""
+index; kill -9 right after a build recovers it from WAL. 64 dimensions and builds of 2,000
+rows or more, so hnsw stores 8-bit codes as it does for real embeddings."""
 import os
 import threading
 import time
@@ -39,9 +40,9 @@ def test_streaming_replica_returns_primary_results(am):
     primary = Cluster(f"primary-{am}").init().start()
     replica = Cluster(f"replica-{am}")
     try:
-        base, queries = datasets.gaussian_mixture(6000, 32, 20, centres=20, seed=9)
+        base, queries = datasets.gaussian_mixture(6000, 64, 20, centres=20, seed=9)
         with primary.connect() as p:
-            loaded_table(p, base[:4000], 32)
+            loaded_table(p, base[:4000], 64)
             replica.replica_of(primary).start()
             # The build (its pages are written around shared buffers, each logged as a
             # full-page image), then inserts, deletes and vacuum: all reach the replica
@@ -73,9 +74,9 @@ def test_streaming_replica_returns_primary_results(am):
 def test_kill_9_during_concurrent_inserts_leaves_a_consistent_index(am):
     c = Cluster(f"crash-{am}").init().start()
     try:
-        base, queries = datasets.gaussian_mixture(20000, 32, 5, centres=20, seed=11)
+        base, queries = datasets.gaussian_mixture(20000, 64, 5, centres=20, seed=11)
         with c.connect() as p:
-            indexed_table(p, base[:2000], 32, am)
+            indexed_table(p, base[:2000], 64, am)
 
         def writer(start):
             try:
@@ -118,9 +119,9 @@ def test_kill_9_right_after_a_build_replays_its_pages(am):
     before the restart, so every page has to be replayed) and answer as it did before."""
     c = Cluster(f"crash-build-{am}").init().start()
     try:
-        base, queries = datasets.gaussian_mixture(6000, 32, 10, centres=20, seed=13)
+        base, queries = datasets.gaussian_mixture(6000, 64, 10, centres=20, seed=13)
         with c.connect() as p:
-            loaded_table(p, base, 32)
+            loaded_table(p, base, 64)
             p.execute("CHECKPOINT")
             p.execute(f"CREATE INDEX ON rp USING {am} (embedding vector_l2_ops)")
             expected = query_all(p, queries)

@@ -1,3 +1,4 @@
+pub mod bound;
 pub mod calibrate;
 pub mod distance;
 pub mod eval;

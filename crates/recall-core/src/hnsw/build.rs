@@ -32,6 +32,8 @@ pub struct MemGraph {
     keep_pruned: bool,
     /// The build's distances when it runs on 8-bit codes; dropped once the graph is built.
     codes: Option<Codes>,
+    /// Their quantiser, kept: an index may store its elements as codes of it.
+    sq: Option<Sq8>,
 }
 
 /// The build was cancelled through its flag (query cancel, backend termination).
@@ -80,8 +82,8 @@ impl MemGraph {
         let entry = (0..n)
             .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))
             .map(|i| i as u32);
-        let codes = (params.quantized && n > 0)
-            .then(|| Sq8::fit(&vectors).encode(&vectors, dims, params.metric));
+        let sq = (params.quantized && n > 0).then(|| Sq8::fit(&vectors));
+        let codes = sq.map(|sq| sq.encode(&vectors, dims, params.metric));
         let mut g = MemGraph {
             dims,
             metric: params.metric,
@@ -92,6 +94,7 @@ impl MemGraph {
             entry,
             keep_pruned,
             codes,
+            sq,
         };
         let Some(entry) = entry else { return Ok(g) };
         done.fetch_add(1, Ordering::Relaxed);
@@ -225,6 +228,11 @@ impl MemGraph {
     }
 
     /// Every node's vector, node order.
+    /// The quantiser of a build on codes.
+    pub fn quantizer(&self) -> Option<Sq8> {
+        self.sq
+    }
+
     pub fn vectors(&self) -> &[f32] {
         &self.vectors
     }

@@ -34,6 +34,18 @@ pub struct HnswParams {
 /// keeps exact distances; above it, it builds on 8-bit codes.
 pub const QUANTIZED_BUILD_MIN_DIMS: usize = 64;
 
+/// Fewest distinct vectors a build must see before its index stores 8-bit codes: the
+/// quantiser's range comes from the build's data, and a range fitted to a handful of rows
+/// would clamp the rows inserted later (correct — bounds stay valid — but a poor graph).
+pub const CODES_MIN_ROWS: usize = 1000;
+
+/// Whether a build of `rows` distinct vectors stores its elements as 8-bit codes (about a
+/// quarter of the bytes a walk touches; scans rerank on the heap). L1 keeps exact vectors:
+/// its bound would need a different error per row, and nobody asked for it.
+pub fn store_codes(metric: Metric, dims: usize, rows: usize) -> bool {
+    metric != Metric::L1 && dims >= QUANTIZED_BUILD_MIN_DIMS && rows >= CODES_MIN_ROWS
+}
+
 /// Beam width of an insert's descent through the upper layers
 /// ([`search::descend_for_insert`]).
 pub const INSERT_DESCENT_WIDTH: usize = 16;

@@ -302,6 +302,12 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
         self.mode
     }
 
+    /// Results of the current batch not handed out yet: a caller that reranks takes a
+    /// whole batch before ordering it.
+    pub fn left_in_batch(&self) -> usize {
+        self.batch.len()
+    }
+
     /// The next node in (batch-wise) distance order, or `None` when the graph is exhausted,
     /// the mode stops after one batch, or `max_evaluated` distance evaluations were spent.
     pub fn next<G, V>(

@@ -5,7 +5,8 @@
 //! ```text
 //!  0  u8   kind = ELEMENT
 //!  1  u8   level
-//!  2  u8   flags (DELETED: no live heap row; kept for traversal until vacuum repairs it)
+//!  2  u8   flags (DELETED: no live heap row; kept for traversal until vacuum repairs it;
+//!            CODES: the vector is stored as 8-bit codes, see below)
 //!  3  u8   version (bumped when a slot is reused)
 //!  4  u16  tid_count
 //!  6  u16  tid_cap
@@ -13,7 +14,8 @@
 //! 14  u16  extra_len: bytes of tagged sections after the vector
 //! 16  tid_cap × [u16; 3] heap TIDs
 //!     pad to 4
-//!     dims × f32 vector
+//!     dims × f32 vector, or (CODES) f32 ‖x − x̂‖ then dims × i8 codes of the index's
+//!     quantiser (`crate::sq8`, kept in the metapage)
 //!     extra sections: u16 tag, u16 len, payload — room for filter attributes and quantized
 //!     codes without a new page format
 //! ```
@@ -28,10 +30,13 @@
 //! TIDs are copied to and from the executor byte for byte.
 
 use super::max_neighbours;
+use crate::sq8::Sq8;
+use std::borrow::Cow;
 
 pub const KIND_ELEMENT: u8 = 1;
 pub const KIND_NEIGHBOURS: u8 = 2;
 pub const FLAG_DELETED: u8 = 1;
+pub const FLAG_CODES: u8 = 2;
 pub const ELEMENT_HEADER: usize = 16;
 pub const NEIGHBOUR_HEADER: usize = 4;
 const PTR: usize = 6;
@@ -53,9 +58,48 @@ fn set_u16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_ne_bytes());
 }
 
+/// How an index stores its vectors: exact `f32`, or 8-bit codes of one quantiser with each
+/// row's quantisation error (scans then rank by bounds and read exact values from the heap).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layout {
+    pub dims: usize,
+    pub sq: Option<Sq8>,
+}
+
+impl Layout {
+    pub fn exact(dims: usize) -> Layout {
+        Layout { dims, sq: None }
+    }
+
+    pub fn codes(dims: usize, sq: Sq8) -> Layout {
+        Layout { dims, sq: Some(sq) }
+    }
+
+    fn payload(&self) -> usize {
+        match self.sq {
+            None => 4 * self.dims,
+            Some(_) => 4 + self.dims,
+        }
+    }
+
+    /// `v` as the index sees it: itself, or its decoded codes.
+    pub fn stored(&self, v: &[f32]) -> Vec<f32> {
+        match self.sq {
+            None => v.to_vec(),
+            Some(sq) => {
+                let mut codes = vec![0i8; v.len()];
+                sq.encode_row(v, &mut codes);
+                let mut out = vec![0.0; v.len()];
+                sq.decode_into(&codes, &mut out);
+                out
+            }
+        }
+    }
+}
+
 /// Size of an element tuple.
-pub fn element_size(dims: usize, tid_cap: usize) -> usize {
-    align4(ELEMENT_HEADER + PTR * tid_cap) + 4 * dims
+pub fn element_size(layout: Layout, tid_cap: usize) -> usize {
+    align4(ELEMENT_HEADER + PTR * tid_cap) + layout.payload()
 }
 
 /// Size of a neighbour tuple for a node at `level`.
@@ -66,16 +110,17 @@ pub fn neighbours_size(m: usize, level: usize) -> usize {
             .sum::<usize>()
 }
 
-/// Encodes an element tuple.
+/// Encodes an element tuple for `vector` (`layout.dims` values).
 pub fn encode_element(
     level: u8,
     tids: &[ItemPtr],
     tid_cap: usize,
     neighbours: ItemPtr,
     vector: &[f32],
+    layout: Layout,
 ) -> Vec<u8> {
-    debug_assert!(tids.len() <= tid_cap);
-    let mut b = vec![0u8; element_size(vector.len(), tid_cap)];
+    debug_assert!(tids.len() <= tid_cap && vector.len() == layout.dims);
+    let mut b = vec![0u8; element_size(layout, tid_cap)];
     b[0] = KIND_ELEMENT;
     b[1] = level;
     set_u16(&mut b, 4, tids.len() as u16);
@@ -85,8 +130,22 @@ pub fn encode_element(
         t.write(&mut b[ELEMENT_HEADER + PTR * i..]);
     }
     let voff = align4(ELEMENT_HEADER + PTR * tid_cap);
-    for (i, x) in vector.iter().enumerate() {
-        b[voff + 4 * i..voff + 4 * i + 4].copy_from_slice(&x.to_ne_bytes());
+    match layout.sq {
+        None => {
+            for (i, x) in vector.iter().enumerate() {
+                b[voff + 4 * i..voff + 4 * i + 4].copy_from_slice(&x.to_ne_bytes());
+            }
+        }
+        Some(sq) => {
+            b[2] |= FLAG_CODES;
+            let codes = &mut b[voff + 4..voff + 4 + layout.dims];
+            // SAFETY: i8 and u8 have the same size and alignment.
+            let codes = unsafe {
+                std::slice::from_raw_parts_mut(codes.as_mut_ptr() as *mut i8, codes.len())
+            };
+            let err = sq.encode_row(vector, codes);
+            b[voff..voff + 4].copy_from_slice(&err.to_ne_bytes());
+        }
     }
     b
 }
@@ -116,20 +175,24 @@ pub fn encode_neighbours(m: usize, lists: &[Vec<ItemPtr>]) -> Vec<u8> {
 #[derive(Clone, Copy)]
 pub struct Element<'a> {
     b: &'a [u8],
+    layout: Layout,
 }
 
 impl<'a> Element<'a> {
-    /// `None` unless `b` is a well-formed element tuple for `dims`-dimensional vectors.
-    pub fn parse(b: &'a [u8], dims: usize) -> Option<Self> {
+    /// `None` unless `b` is a well-formed element tuple of `layout`.
+    pub fn parse(b: &'a [u8], layout: Layout) -> Option<Self> {
         if b.len() < ELEMENT_HEADER || b[0] != KIND_ELEMENT {
             return None;
         }
         let cap = u16_at(b, 6) as usize;
         let count = u16_at(b, 4) as usize;
-        if count > cap || b.len() < element_size(dims, cap) {
+        if count > cap
+            || b.len() < element_size(layout, cap)
+            || (b[2] & FLAG_CODES != 0) != layout.sq.is_some()
+        {
             return None;
         }
-        Some(Element { b })
+        Some(Element { b, layout })
     }
 
     pub fn level(&self) -> u8 {
@@ -163,26 +226,63 @@ impl<'a> Element<'a> {
         align4(ELEMENT_HEADER + PTR * self.tid_cap())
     }
 
-    /// The vector, borrowed when the bytes are 4-byte aligned (always, inside a page).
-    pub fn vector(&self, dims: usize) -> std::borrow::Cow<'a, [f32]> {
+    /// The vector (decoded from its codes in a quantised layout); borrowed when exact and
+    /// 4-byte aligned (always, inside a page).
+    pub fn vector(&self) -> Cow<'a, [f32]> {
+        let (off, dims) = (self.vector_offset(), self.layout.dims);
+        match (self.layout.sq, self.codes()) {
+            (Some(sq), Some((codes, _))) => {
+                let mut v = vec![0.0; dims];
+                sq.decode_into(codes, &mut v);
+                Cow::Owned(v)
+            }
+            _ => f32_slice(&self.b[off..off + 4 * dims]),
+        }
+    }
+
+    /// The codes and the quantisation error ‖x − x̂‖, in a quantised layout.
+    pub fn codes(&self) -> Option<(&'a [i8], f32)> {
+        self.layout.sq?;
         let off = self.vector_offset();
-        f32_slice(&self.b[off..off + 4 * dims])
+        let b = self.b;
+        let err = f32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
+        let codes = &b[off + 4..off + 4 + self.layout.dims];
+        // SAFETY: i8 and u8 have the same size and alignment.
+        let codes = unsafe { std::slice::from_raw_parts(codes.as_ptr() as *const i8, codes.len()) };
+        Some((codes, err))
+    }
+
+    /// Whether this element stores exactly what [`encode_element`] would store for `v`, so
+    /// a row with vector `v` may share it (in a quantised layout: the same codes and error,
+    /// which keeps every bound computed from them valid for both rows).
+    pub fn stores(&self, v: &[f32]) -> bool {
+        match (self.layout.sq, self.codes()) {
+            (Some(sq), Some((codes, err))) => {
+                let mut mine = vec![0i8; v.len()];
+                sq.encode_row(v, &mut mine) .to_bits() == err.to_bits() && mine == codes
+            }
+            _ => self.vector().iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()),
+        }
     }
 }
 
 /// In-place edits of an element tuple (on a page locked for writing).
 pub struct ElementMut<'a> {
     b: &'a mut [u8],
+    layout: Layout,
 }
 
 impl<'a> ElementMut<'a> {
-    pub fn new(b: &'a mut [u8], dims: usize) -> Option<Self> {
-        Element::parse(b, dims)?;
-        Some(ElementMut { b })
+    pub fn new(b: &'a mut [u8], layout: Layout) -> Option<Self> {
+        Element::parse(b, layout)?;
+        Some(ElementMut { b, layout })
     }
 
     pub fn view(&self) -> Element<'_> {
-        Element { b: self.b }
+        Element {
+            b: self.b,
+            layout: self.layout,
+        }
     }
 
     pub fn set_neighbours_ptr(&mut self, p: ItemPtr) {
@@ -303,21 +403,27 @@ mod tests {
             offset: 2,
         };
         let v = [1.5f32, -2.0, 3.25];
-        let b = encode_element(2, &tids, 3, nb, &v);
-        assert_eq!(b.len(), element_size(3, 3));
-        let e = Element::parse(&b, 3).unwrap();
+        let layout = Layout::exact(3);
+        let b = encode_element(2, &tids, 3, nb, &v, layout);
+        assert_eq!(b.len(), element_size(layout, 3));
+        let e = Element::parse(&b, layout).unwrap();
         assert_eq!((e.level(), e.tid_count(), e.tid_cap()), (2, 2, 3));
         assert_eq!(e.tids().collect::<Vec<_>>(), tids);
         assert_eq!(e.neighbours_ptr(), nb);
-        assert_eq!(&*e.vector(3), &v);
+        assert_eq!(&*e.vector(), &v);
+        assert!(e.codes().is_none() && e.stores(&v) && !e.stores(&[1.5, -2.0, 3.0]));
         assert!(
-            Element::parse(&b, 400).is_none(),
+            Element::parse(&b, Layout::exact(400)).is_none(),
             "wrong dims must not parse"
         );
-        assert!(Element::parse(&b[..10], 3).is_none());
+        assert!(Element::parse(&b[..10], layout).is_none());
+        assert!(
+            Element::parse(&b, Layout::codes(3, Sq8::new(0.0, 0.1))).is_none(),
+            "an exact element does not parse as codes"
+        );
 
         let mut b2 = b.clone();
-        let mut em = ElementMut::new(&mut b2, 3).unwrap();
+        let mut em = ElementMut::new(&mut b2, layout).unwrap();
         assert!(em.push_tid(ItemPtr {
             block: 8,
             offset: 8
@@ -333,6 +439,26 @@ mod tests {
         assert!(!em.view().is_deleted());
         assert_eq!(em.retain_tids(|_| false), 1);
         assert!(em.view().is_deleted());
+    }
+
+    #[test]
+    fn element_with_codes_round_trip() {
+        let sq = Sq8::new(0.0, 0.02);
+        let layout = Layout::codes(5, sq);
+        let v = [0.5f32, -1.0, 0.013, 2.0, 9.0]; // 9.0 is beyond the range and clamps
+        let b = encode_element(0, &[ItemPtr::default()], 2, ItemPtr::INVALID, &v, layout);
+        assert_eq!(b.len(), element_size(layout, 2));
+        assert!(b.len() < element_size(Layout::exact(5), 2));
+        let e = Element::parse(&b, layout).unwrap();
+        assert!(Element::parse(&b, Layout::exact(5)).is_none());
+        let (codes, err) = e.codes().unwrap();
+        assert_eq!(codes.len(), 5);
+        let x = e.vector();
+        let real: f32 = x.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+        assert!(err >= real && err < real + 1e-3, "{err} {real}");
+        assert_eq!(&*x, &layout.stored(&v)[..]);
+        assert!(e.stores(&v));
+        assert!(!e.stores(&[0.5, -1.0, 0.013, 2.0, 9.5]), "same codes, other error");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! centroid, and a query scans the lists whose centroids are nearest to it. This module holds
 //! the sizing rules; clustering is in [`kmeans`], the on-page byte layout in [`tuple`].
 
-pub mod bound;
 pub mod kmeans;
 pub mod tuple;
 

@@ -1,11 +1,11 @@
 //! Lower bounds of the SQL distance operators from a row's 8-bit codes.
 //!
-//! ivfflat lists store codes, not vectors. A scan returns each row with a value no larger than
-//! the operator's exact result and lets the executor recheck it on the heap row: Postgres then
-//! holds rows back until no later row can come before them, so the output is in exact order.
-//! (It raises "index returned tuples in wrong order" if a value is ever above the exact
-//! result, hence the margins below.) With `e = ‖x − x̂‖` the row's quantisation error and `x̂`
-//! its decoded vector:
+//! ivfflat lists and quantised hnsw elements store codes, not vectors. A scan ranks rows by a
+//! value no larger than the operator's exact result, reads the exact value from the heap row
+//! and hands a row out once its exact value is no larger than every bound still waiting, so
+//! the output is in exact order — which only holds if a bound is never above the exact value,
+//! hence the margins below. With `e = ‖x − x̂‖` the row's quantisation error and `x̂` its
+//! decoded vector:
 //!
 //! - L2: ‖q − x‖ ≥ ‖q − x̂‖ − e (triangle inequality);
 //! - inner product: −q·x ≥ −q·x̂ − ‖q‖·e (Cauchy–Schwarz on q·(x − x̂));
@@ -59,8 +59,28 @@ impl<'a> QueryBound<'a> {
                 let (p, _) = decoded_dot(&self.sq, self.query, codes);
                 (1.0 - p as f64 - e - RELATIVE_MARGIN * (1.0 + e)).max(0.0)
             }
-            // ivfflat has no L1 opclass; a bound of zero would still be correct.
+            // No index stores L1 rows as codes; a bound of zero would still be correct.
             Metric::L1 => 0.0,
+        }
+    }
+
+    /// The index's order distance (`distance::order_distance`) from the query to the decoded
+    /// row: what a graph walk over codes navigates by.
+    pub fn estimate(&self, codes: &[i8]) -> f32 {
+        estimate(self.metric, &self.sq, self.query, codes)
+    }
+}
+
+/// [`QueryBound::estimate`] without preparing a bound (a walk that never needs one).
+pub fn estimate(metric: Metric, sq: &Sq8, query: &[f32], codes: &[i8]) -> f32 {
+    match metric {
+        Metric::L2 => decoded_l2_squared(sq, query, codes),
+        Metric::InnerProduct => -decoded_dot(sq, query, codes).0,
+        Metric::Cosine => 1.0 - decoded_dot(sq, query, codes).0,
+        Metric::L1 => {
+            let mut x = vec![0.0; codes.len()];
+            sq.decode_into(codes, &mut x);
+            crate::distance::l1(query, &x)
         }
     }
 }
@@ -132,6 +152,30 @@ mod tests {
                         assert!(worst_gap < 0.1, "{metric:?} dims={dims}: gap {worst_gap}");
                     }
                 }
+            }
+        }
+    }
+
+    /// A graph walk over codes navigates by the order distance to the decoded row.
+    #[test]
+    fn estimate_is_the_order_distance_to_the_decoded_row() {
+        let mut rng = SplitMix64::new(5);
+        let mut r = || rng.next_f64_open0() as f32 * 2.0 - 1.0;
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+            for dims in [3usize, 64, 785] {
+                let x: Vec<f32> = (0..dims).map(|_| r()).collect();
+                let q: Vec<f32> = (0..dims).map(|_| r()).collect();
+                let sq = Sq8::fit(&x);
+                let mut codes = vec![0i8; dims];
+                sq.encode_row(&x, &mut codes);
+                let mut d = vec![0f32; dims];
+                sq.decode_into(&codes, &mut d);
+                let want = crate::distance::order_distance(metric, &q, &d);
+                let got = QueryBound::new(metric, &q, sq).estimate(&codes);
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{metric:?} {dims}: {got} vs {want}"
+                );
             }
         }
     }
