@@ -108,6 +108,35 @@ pub fn scanned_rows(table: &str, id: i32) -> Option<i64> {
     .unwrap()
 }
 
+/// What `sql` returns with index scans only (`index`) or with sequential scans only: the same
+/// query's indexed and exact answers.
+pub fn answer_with(index: bool, sql: &str) -> String {
+    Spi::run(&format!(
+        "SET LOCAL enable_seqscan = {}; SET LOCAL enable_indexscan = {}",
+        !index, index
+    ))
+    .unwrap();
+    text(sql)
+}
+
+/// A query listing (id, ctid, distance to 9 decimals) of the first `limit` rows of `table`
+/// that pass `filter`, ordered by `v {op} {q}`: equal text means the same rows, ctids and order.
+pub fn ranked_rows(table: &str, op: &str, q: &str, filter: &str, limit: usize) -> String {
+    format!(
+        "SELECT string_agg(format('%s %s %s', id, ctid, round(d::numeric, 9)), ', ') FROM \
+         (SELECT id, ctid, v {op} {q} AS d FROM {table} WHERE {filter} ORDER BY v {op} {q} LIMIT {limit}) s"
+    )
+}
+
+/// Adds a copy of every hundredth row at fifty times its scale, beyond the range an index's
+/// quantiser was fitted to (clamped codes, large error bounds), with ids from 100,000.
+pub fn add_outliers(table: &str) {
+    Spi::run(&format!(
+        "INSERT INTO {table} SELECT 100000 + id, category, (SELECT array_agg(x * 50) FROM unnest(v::real[]) x)::vector FROM {table} WHERE id % 100 = 1"
+    ))
+    .unwrap();
+}
+
 pub fn force_index() {
     Spi::run("SET LOCAL enable_seqscan = off").unwrap();
 }

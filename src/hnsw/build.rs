@@ -11,8 +11,8 @@ use recall_core::distance::Metric;
 use recall_core::hnsw::build::MemGraph;
 use recall_core::hnsw::dedup::group_identical;
 use recall_core::hnsw::tuple::{self, ItemPtr, Layout};
-use recall_core::sq8::Sq8;
 use recall_core::hnsw::HnswParams;
+use recall_core::sq8::Sq8;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::meta::{self, HnswMeta};

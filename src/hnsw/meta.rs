@@ -74,7 +74,9 @@ impl HnswMeta {
     /// The element layout of this index.
     pub fn layout(&self) -> Layout {
         match self.storage {
-            STORAGE_CODES => Layout::codes(self.dims as usize, Sq8::new(self.sq_centre, self.sq_step)),
+            STORAGE_CODES => {
+                Layout::codes(self.dims as usize, Sq8::new(self.sq_centre, self.sq_step))
+            }
             _ => Layout::exact(self.dims as usize),
         }
     }

@@ -321,8 +321,10 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             }
         } else if sweep_allowed(search, state.max_tuples) {
             let all = unreached((*scan).indexRelation, graph, &state.visited, score);
-            r.bounds
-                .extend(all.into_iter().map(|(b, id)| Candidate(b, ItemPtr::from_u64(id))));
+            r.bounds.extend(
+                all.into_iter()
+                    .map(|(b, id)| Candidate(b, ItemPtr::from_u64(id))),
+            );
             state.swept = true;
         } else {
             state.exhausted = true;

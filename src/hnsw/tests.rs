@@ -5,7 +5,8 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::test_support::{
-        assert_sql_error, exact_copy, force_index, make_table, recall, scanned_rows, text,
+        add_outliers, answer_with, assert_sql_error, exact_copy, force_index, make_table,
+        ranked_rows, recall, scanned_rows,
     };
     use pgrx::prelude::*;
 
@@ -261,31 +262,31 @@ mod tests {
         ] {
             let t = format!("hq_{}", &opclass[7..opclass.len() - 4]);
             make_table(&t, 1500, 64);
-            Spi::run(&format!("CREATE INDEX {t}_idx ON {t} USING hnsw (v {opclass})")).unwrap();
-            assert_eq!(storage(&format!("{t}_idx")).as_deref(), Some("sq8"), "{opclass}");
-            // Outliers: fifty times the build's range, clamped codes, large error bounds.
             Spi::run(&format!(
-                "INSERT INTO {t} SELECT 100000 + id, category, (SELECT array_agg(x * 50) FROM unnest(v::real[]) x)::vector FROM {t} WHERE id % 100 = 1"
+                "CREATE INDEX {t}_idx ON {t} USING hnsw (v {opclass})"
             ))
             .unwrap();
+            assert_eq!(
+                storage(&format!("{t}_idx")).as_deref(),
+                Some("sq8"),
+                "{opclass}"
+            );
+            // Outliers: fifty times the build's range, clamped codes, large error bounds.
+            add_outliers(&t);
             Spi::run("SET LOCAL hnsw.ef_search = 1000").unwrap();
             let q = format!("(SELECT (SELECT array_agg(x * 3) FROM unnest(v::real[]) x)::vector FROM {t} WHERE id = 7)");
             let run = |index: bool, filter: &str| {
-                Spi::run(&format!(
-                    "SET LOCAL enable_seqscan = {}; SET LOCAL enable_indexscan = {}",
-                    !index, index
-                ))
-                .unwrap();
-                text(&format!(
-                    "SELECT string_agg(format('%s %s %s', id, ctid, round(d::numeric, 9)), ', ') FROM \
-                     (SELECT id, ctid, v {op} {q} AS d FROM {t} WHERE {filter} ORDER BY v {op} {q} LIMIT 60) s"
-                ))
+                answer_with(index, &ranked_rows(&t, op, &q, filter, 60))
             };
             let (indexed, exact) = (run(true, "true"), run(false, "true"));
             assert_eq!(indexed, exact, "{opclass}");
             assert!(!indexed.contains("4294967295"), "{opclass}: {indexed}");
             // 1 % of the rows match: every one of them, in order.
-            assert_eq!(run(true, "category = 7"), run(false, "category = 7"), "{opclass}");
+            assert_eq!(
+                run(true, "category = 7"),
+                run(false, "category = 7"),
+                "{opclass}"
+            );
             Spi::run(&format!(
                 "SELECT id FROM {t} ORDER BY v {op} {q} LIMIT 5 FOR UPDATE"
             ))
@@ -308,12 +309,8 @@ mod tests {
         .unwrap();
         assert_eq!(storage("hq_expr_idx").as_deref(), Some("sq8"));
         let run = |index: bool| {
-            Spi::run(&format!(
-                "SET LOCAL enable_seqscan = {}; SET LOCAL enable_indexscan = {}",
-                !index, index
-            ))
-            .unwrap();
-            text(
+            answer_with(
+                index,
                 "SELECT string_agg(id::text, ',') FROM (SELECT id FROM hq_expr \
                  ORDER BY l2_normalize(v)::vector(64) <#> (SELECT v FROM hq_expr WHERE id = 3) LIMIT 40) s",
             )

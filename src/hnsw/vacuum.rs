@@ -43,7 +43,8 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let p = wal.register(&buf, false);
         let mut removed = 0usize;
         for off in 1..=page::max_offset(p) {
-            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, layout)) else {
+            let Some(mut e) = page::item_mut(p, off).and_then(|b| ElementMut::new(b, layout))
+            else {
                 continue;
             };
             removed += e.retain_tids(|t| {

@@ -11,9 +11,9 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use recall_core::bound::QueryBound;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
-use recall_core::bound::QueryBound;
 use recall_core::ivf::tuple::{self, Entry};
 use std::collections::BinaryHeap;
 

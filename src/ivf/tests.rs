@@ -5,8 +5,8 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::test_support::{
-        assert_sql_error, exact_copy, force_index, make_table, recall, scanned_rows, sql_error,
-        text,
+        add_outliers, answer_with, assert_sql_error, exact_copy, force_index, make_table,
+        ranked_rows, recall, scanned_rows, sql_error, text,
     };
     use pgrx::prelude::*;
 
@@ -197,23 +197,10 @@ mod tests {
             ))
             .unwrap();
             // Outliers: fifty times the build's range, clamped codes, large error bounds.
-            Spi::run(&format!(
-                "INSERT INTO {t} SELECT 100000 + id, category, (SELECT array_agg(x * 50) FROM unnest(v::real[]) x)::vector FROM {t} WHERE id % 100 = 1"
-            ))
-            .unwrap();
+            add_outliers(&t);
             Spi::run("SET LOCAL ivfflat.probes = 15").unwrap();
             let q = format!("(SELECT (SELECT array_agg(x * 3) FROM unnest(v::real[]) x)::vector FROM {t} WHERE id = 7)");
-            let run = |index: bool| {
-                Spi::run(&format!(
-                    "SET LOCAL enable_seqscan = {}; SET LOCAL enable_indexscan = {}",
-                    !index, index
-                ))
-                .unwrap();
-                text(&format!(
-                    "SELECT string_agg(format('%s %s %s', id, ctid, round(d::numeric, 9)), ', ') FROM \
-                     (SELECT id, ctid, v {op} {q} AS d FROM {t} ORDER BY v {op} {q} LIMIT 60) s"
-                ))
-            };
+            let run = |index: bool| answer_with(index, &ranked_rows(&t, op, &q, "true", 60));
             let (indexed, exact) = (run(true), run(false));
             assert_eq!(indexed, exact, "{opclass}");
             assert!(!indexed.contains("4294967295"), "{opclass}: {indexed}");
@@ -230,12 +217,8 @@ mod tests {
         )
         .unwrap();
         let run = |index: bool| {
-            Spi::run(&format!(
-                "SET LOCAL enable_seqscan = {}; SET LOCAL enable_indexscan = {}",
-                !index, index
-            ))
-            .unwrap();
-            text(
+            answer_with(
+                index,
                 "SELECT string_agg(id::text, ',') FROM (SELECT id FROM ivq_expr \
                  ORDER BY l2_normalize(v)::vector(6) <#> (SELECT v FROM ivq_expr WHERE id = 3) LIMIT 40) s",
             )

@@ -259,9 +259,13 @@ impl<'a> Element<'a> {
         match (self.layout.sq, self.codes()) {
             (Some(sq), Some((codes, err))) => {
                 let mut mine = vec![0i8; v.len()];
-                sq.encode_row(v, &mut mine) .to_bits() == err.to_bits() && mine == codes
+                sq.encode_row(v, &mut mine).to_bits() == err.to_bits() && mine == codes
             }
-            _ => self.vector().iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()),
+            _ => self
+                .vector()
+                .iter()
+                .zip(v)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
         }
     }
 }
@@ -454,11 +458,19 @@ mod tests {
         let (codes, err) = e.codes().unwrap();
         assert_eq!(codes.len(), 5);
         let x = e.vector();
-        let real: f32 = x.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+        let real: f32 = x
+            .iter()
+            .zip(&v)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            .sqrt();
         assert!(err >= real && err < real + 1e-3, "{err} {real}");
         assert_eq!(&*x, &layout.stored(&v)[..]);
         assert!(e.stores(&v));
-        assert!(!e.stores(&[0.5, -1.0, 0.013, 2.0, 9.5]), "same codes, other error");
+        assert!(
+            !e.stores(&[0.5, -1.0, 0.013, 2.0, 9.5]),
+            "same codes, other error"
+        );
     }
 
     #[test]
