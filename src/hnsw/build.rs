@@ -213,7 +213,7 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
         ef_construction: state.ef_construction,
         metric: state.metric,
         seed: 0x5EED,
-        quantized: codes || dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS,
+        quantized: dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS,
     };
     let done = AtomicUsize::new(0);
     let graph = parallel::run(
@@ -247,8 +247,9 @@ unsafe fn write_graph(state: &mut BuildState, calibrate: bool) {
     let (ptrs, nblocks) = layout(&sizes);
 
     let mut meta = HnswMeta::new(dims, m, state.ef_construction, state.metric);
-    if let (true, Some(sq)) = (codes, graph.quantizer()) {
-        meta.set_codes(sq);
+    if codes {
+        // store_codes implies a build on codes (≥ QUANTIZED_BUILD_MIN_DIMS, rows > 0).
+        meta.set_codes(graph.quantizer().expect("a build on codes has a quantiser"));
     }
     let layout = meta.layout();
     if calibrate {

@@ -49,6 +49,18 @@ impl ItemPtr {
     }
 }
 
+/// 8-bit codes stored in `bytes`.
+pub fn i8_slice(bytes: &[u8]) -> &[i8] {
+    // SAFETY: i8 and u8 have the same size and alignment.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const i8, bytes.len()) }
+}
+
+/// [`i8_slice`], for writing codes into a tuple.
+pub fn i8_slice_mut(bytes: &mut [u8]) -> &mut [i8] {
+    // SAFETY: i8 and u8 have the same size and alignment.
+    unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut i8, bytes.len()) }
+}
+
 /// `f32`s stored in `bytes`, borrowed when the bytes are 4-byte aligned (always, inside a
 /// page: Postgres MAXALIGNs items), copied otherwise.
 pub fn f32_slice(bytes: &[u8]) -> std::borrow::Cow<'_, [f32]> {

@@ -16,8 +16,8 @@
 //!     pad to 4
 //!     dims × f32 vector, or (CODES) f32 ‖x − x̂‖ then dims × i8 codes of the index's
 //!     quantiser (`crate::sq8`, kept in the metapage)
-//!     extra sections: u16 tag, u16 len, payload — room for filter attributes and quantized
-//!     codes without a new page format
+//!     extra sections: u16 tag, u16 len, payload — room for filter attributes without a new
+//!     page format
 //! ```
 //! Neighbour tuple (one per element; separate so a 2,000-dimension vector still fits a page):
 //! ```text
@@ -42,6 +42,7 @@ pub const NEIGHBOUR_HEADER: usize = 4;
 const PTR: usize = 6;
 
 pub use crate::item::{f32_slice, ItemPtr};
+use crate::item::{i8_slice, i8_slice_mut};
 
 #[inline]
 fn align4(n: usize) -> usize {
@@ -138,12 +139,10 @@ pub fn encode_element(
         }
         Some(sq) => {
             b[2] |= FLAG_CODES;
-            let codes = &mut b[voff + 4..voff + 4 + layout.dims];
-            // SAFETY: i8 and u8 have the same size and alignment.
-            let codes = unsafe {
-                std::slice::from_raw_parts_mut(codes.as_mut_ptr() as *mut i8, codes.len())
-            };
-            let err = sq.encode_row(vector, codes);
+            let err = sq.encode_row(
+                vector,
+                i8_slice_mut(&mut b[voff + 4..voff + 4 + layout.dims]),
+            );
             b[voff..voff + 4].copy_from_slice(&err.to_ne_bytes());
         }
     }
@@ -246,10 +245,7 @@ impl<'a> Element<'a> {
         let off = self.vector_offset();
         let b = self.b;
         let err = f32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
-        let codes = &b[off + 4..off + 4 + self.layout.dims];
-        // SAFETY: i8 and u8 have the same size and alignment.
-        let codes = unsafe { std::slice::from_raw_parts(codes.as_ptr() as *const i8, codes.len()) };
-        Some((codes, err))
+        Some((i8_slice(&b[off + 4..off + 4 + self.layout.dims]), err))
     }
 
     /// Whether this element stores exactly what [`encode_element`] would store for `v`, so

@@ -18,7 +18,7 @@
 //!  8  dims × f32 centroid
 //! ```
 
-use crate::item::{f32_slice, ItemPtr};
+use crate::item::{f32_slice, i8_slice, i8_slice_mut, ItemPtr};
 use crate::sq8::Sq8;
 
 pub const ENTRY_HEADER: usize = 12;
@@ -32,11 +32,7 @@ pub fn entry_size(dims: usize) -> usize {
 pub fn encode_entry(tid: ItemPtr, sq: &Sq8, v: &[f32]) -> Vec<u8> {
     let mut b = vec![0u8; entry_size(v.len())];
     tid.write(&mut b);
-    let codes = &mut b[ENTRY_HEADER..];
-    // SAFETY: i8 and u8 have the same size and alignment.
-    let codes =
-        unsafe { std::slice::from_raw_parts_mut(codes.as_mut_ptr() as *mut i8, codes.len()) };
-    let err = sq.encode_row(v, codes);
+    let err = sq.encode_row(v, i8_slice_mut(&mut b[ENTRY_HEADER..]));
     b[8..12].copy_from_slice(&err.to_ne_bytes());
     b
 }
@@ -63,9 +59,7 @@ impl<'a> Entry<'a> {
     }
 
     pub fn codes(&self) -> &'a [i8] {
-        let b = &self.bytes[ENTRY_HEADER..ENTRY_HEADER + self.dims];
-        // SAFETY: i8 and u8 have the same size and alignment.
-        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const i8, b.len()) }
+        i8_slice(&self.bytes[ENTRY_HEADER..ENTRY_HEADER + self.dims])
     }
 
     /// The decoded vector, into `out` (`dims` values).
