@@ -221,18 +221,27 @@ pub unsafe extern "C-unwind" fn ambuild(
     let (sample, sample_tids) = sampler.sample.into_parts();
     let target = options::target(index);
     // The sample is shuffled: its first rows are random rows.
+    let queries = CALIBRATION_QUERIES.min(sample_count);
+    // Calibration queries stay out of k-means when the rest still trains every list: a row
+    // that helped place the centroids sits closer to its list's centre than a new query
+    // would, and calibrating on such rows overstated recall (64-dim mixture, 4,000 rows:
+    // measured 0.952 at 2 probes, 0.944 for 3,000 held-out queries).
+    let held_out = if target.is_some() && sample_count - queries >= lists_requested.max(queries) {
+        queries
+    } else {
+        0
+    };
     let truth = target.map(|t| {
-        let q = CALIBRATION_QUERIES.min(sample_count);
         Truth::new(
-            sample[..q * dims].to_vec(),
-            sample_tids[..q].to_vec(),
+            sample[..queries * dims].to_vec(),
+            sample_tids[..queries].to_vec(),
             dims,
             t.k,
             metric,
         )
     });
     let clustered = pool.run(
-        |cancel| kmeans(&sample, dims, &params, cancel, &done),
+        |cancel| kmeans(&sample[held_out * dims..], dims, &params, cancel, &done),
         || {
             progress(
                 PROGRESS_CREATE_IDX_TUPLES_DONE,
