@@ -1,6 +1,7 @@
 //! Dispatched kernels vs the sequential reference loop at the dimensions embeddings come in.
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use recall_core::distance::{self, reference};
+use recall_core::distance::{self, reference, Metric};
+use recall_core::sq8::Sq8;
 
 fn vectors(n: usize) -> (Vec<f32>, Vec<f32>) {
     let a = (0..n)
@@ -39,6 +40,23 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("dispatched", dim), &dim, |bn, _| {
             bn.iter(|| distance::cosine(black_box(&a), black_box(&b)))
         });
+    }
+    g.finish();
+    // Distances between 8-bit codes: the hnsw build's inner loop and the ivfflat list scan.
+    let mut g = c.benchmark_group("sq8_codes");
+    for dim in [128usize, 784, 1536] {
+        let (a, b) = vectors(dim);
+        let rows: Vec<f32> = a.iter().chain(&b).copied().collect();
+        let sq = Sq8::fit(&rows);
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let codes = sq.encode(&rows, dim, metric);
+            g.throughput(Throughput::Elements(dim as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("{metric:?}"), dim),
+                &dim,
+                |bn, _| bn.iter(|| codes.distance(black_box(0), black_box(1))),
+            );
+        }
     }
     g.finish();
 }
