@@ -28,6 +28,7 @@ pub fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
     SplitMix64::new(0xCA11_B4A7).shuffle(&mut queries);
     queries.truncate(CALIBRATION_QUERIES);
     let (dims, k) = (graph.dims, t.k);
+    let on_codes = meta.layout().sq.is_some();
     let (ef, recall) = parallel::run(
         parallel::maintenance_threads(),
         |cancel| {
@@ -57,7 +58,7 @@ pub fn calibrate_graph(graph: &MemGraph, t: Target, meta: &mut HnswMeta) {
                 if cancel.load(Ordering::Relaxed) {
                     1.0 // ends the bisection; run() raises the cancel
                 } else {
-                    hnsw_recall(graph, &queries, &truth, k, ef)
+                    hnsw_recall(graph, &queries, &truth, k, ef, on_codes)
                 }
             })
         },
@@ -145,7 +146,8 @@ pub unsafe fn calibrate_pages(index: pg_sys::Relation, t: Target, code: u32) {
             .iter()
             .map(|(id, v)| {
                 let graph = PageGraph::new(index, &meta, v.clone(), false);
-                search_hiding(graph, *id, entry, meta.entry_level as usize, k, ef)
+                // Truth and walk are both on the decoded vectors: no rerank to emulate.
+                search_hiding(graph, *id, entry, meta.entry_level as usize, k, ef, None)
             })
             .collect();
         recall_of(&truth, &found, k)

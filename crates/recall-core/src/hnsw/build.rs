@@ -30,7 +30,8 @@ pub struct MemGraph {
     links: Adjacency,
     entry: Option<u32>,
     keep_pruned: bool,
-    /// The build's distances when it runs on 8-bit codes; dropped once the graph is built.
+    /// The build's distances when it runs on 8-bit codes; kept after the build, because
+    /// they are also what an index storing codes navigates by ([`MemGraph::estimate_view`]).
     codes: Option<Codes>,
     /// Their quantiser, kept: an index may store its elements as codes of it.
     sq: Option<Sq8>,
@@ -84,7 +85,7 @@ impl MemGraph {
             .map(|i| i as u32);
         let sq = (params.quantized && n > 0).then(|| Sq8::fit(&vectors));
         let codes = sq.map(|sq| sq.encode(&vectors, dims, params.metric));
-        let mut g = MemGraph {
+        let g = MemGraph {
             dims,
             metric: params.metric,
             m: params.m,
@@ -115,7 +116,6 @@ impl MemGraph {
             },
         )?;
         g.connect_unreachable(cancel)?;
-        g.codes = None;
         Ok(g)
     }
 
@@ -266,6 +266,18 @@ impl MemGraph {
         MemView { g: self, q }
     }
 
+    /// A search view for query `q` whose distances are the query's to each node's decoded
+    /// codes ([`crate::bound::estimate`]): the walk an index storing these codes makes.
+    /// `None` when the build did not run on codes.
+    pub fn estimate_view<'a>(&'a self, q: &'a [f32]) -> Option<EstimateView<'a>> {
+        Some(EstimateView {
+            g: self,
+            codes: self.codes.as_ref()?,
+            sq: self.sq?,
+            q,
+        })
+    }
+
     fn insert(
         &self,
         q: u32,
@@ -341,6 +353,35 @@ impl GraphView for MemView<'_> {
     }
 }
 
+/// [`GraphView`] over a [`MemGraph`]'s codes for one query (see [`MemGraph::estimate_view`]).
+pub struct EstimateView<'a> {
+    g: &'a MemGraph,
+    codes: &'a Codes,
+    sq: Sq8,
+    q: &'a [f32],
+}
+
+impl GraphView for EstimateView<'_> {
+    type Id = u32;
+
+    fn distance(&mut self, id: u32) -> Option<f32> {
+        Some(crate::bound::estimate(
+            self.g.metric,
+            &self.sq,
+            self.q,
+            self.codes.code(id),
+        ))
+    }
+
+    fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
+        self.g.links.read(id, level, out);
+    }
+
+    fn prefetch(&mut self, id: u32) {
+        self.codes.prefetch(id);
+    }
+}
+
 /// [`GraphView`] for inserting node `q`: distances as the build measures them.
 struct BuildView<'a> {
     g: &'a MemGraph,
@@ -355,7 +396,7 @@ impl GraphView for BuildView<'_> {
     }
 
     fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
-        self.g.view(&[]).neighbours(id, level, out)
+        self.g.links.read(id, level, out);
     }
 
     fn prefetch(&mut self, id: u32) {
