@@ -65,10 +65,15 @@ struct BuildState {
     tmp_cxt: pg_sys::MemoryContext,
 }
 
-/// Rough bytes per row of the in-memory build: the vector, its TID, adjacency lists with
-/// their allocations, and the level and lock.
+/// Rough bytes per row of the in-memory build: the vector, its 8-bit codes when the build
+/// runs on them, its TID, adjacency lists with their allocations, and the level and lock.
 fn bytes_per_row(dims: usize, m: usize) -> usize {
-    4 * dims + 6 + 4 * (2 * m + m / 2) + 96
+    let codes = if dims >= recall_core::hnsw::QUANTIZED_BUILD_MIN_DIMS {
+        dims
+    } else {
+        0
+    };
+    4 * dims + codes + 6 + 4 * (2 * m + m / 2) + 96
 }
 
 #[pg_guard]
