@@ -50,7 +50,7 @@ struct Rerank {
     query: Vec<f32>,
     metric: recall_core::distance::Metric,
     sq: recall_core::sq8::Sq8,
-    /// Elements of the current batch by a lower bound of the operator's value.
+    /// Rows of the current batch by a lower bound of the operator's value (their element's).
     bounds: BinaryHeap<Candidate>,
     /// Rows whose exact value is known, closest on top.
     exact: BinaryHeap<Candidate>,
@@ -271,18 +271,16 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             }
         }
         let graph = state.graph.as_mut()?;
-        if let Some(Candidate(_, element)) = r.bounds.pop() {
-            for tid in graph.heap_tids(element.to_u64()) {
-                // Bounds can all stay below the first exact value (a zero query under cosine
-                // makes every exact value NaN): one call can read a whole batch of rows.
-                r.fetched = r.fetched.wrapping_add(1);
-                if r.fetched % 256 == 0 {
-                    pgrx::check_for_interrupts!();
-                }
-                // A row no version of which is visible would be skipped by the executor too.
-                if let Some(d) = r.heap.exact(tid) {
-                    r.exact.push(Candidate(d, tid));
-                }
+        if let Some(Candidate(_, tid)) = r.bounds.pop() {
+            // Bounds can all stay below the first exact value (a zero query under cosine
+            // makes every exact value NaN): one call can read a whole batch of rows.
+            r.fetched = r.fetched.wrapping_add(1);
+            if r.fetched % 256 == 0 {
+                pgrx::check_for_interrupts!();
+            }
+            // A row no version of which is visible would be skipped by the executor too.
+            if let Some(d) = r.heap.exact(tid) {
+                r.exact.push(Candidate(d, tid));
             }
             continue;
         }
@@ -312,19 +310,22 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             }
         }
         if !batch.is_empty() {
+            // Each row with its element's bound, read together: the element is not read again.
+            let bounds = &mut r.bounds;
             for id in batch {
-                if let Some(Some(b)) = graph.with_element(ItemPtr::from_u64(id), |e| {
-                    (e.tid_count() > 0).then(|| score(e))
-                }) {
-                    r.bounds.push(Candidate(b, ItemPtr::from_u64(id)));
-                }
+                graph.with_element(ItemPtr::from_u64(id), |e| {
+                    if e.tid_count() > 0 {
+                        let b = score(e);
+                        bounds.extend(e.tids().map(|tid| Candidate(b, tid)));
+                    }
+                });
             }
         } else if sweep_allowed(search, state.max_tuples) {
             let all = unreached((*scan).indexRelation, graph, &state.visited, score);
-            r.bounds.extend(
-                all.into_iter()
-                    .map(|(b, id)| Candidate(b, ItemPtr::from_u64(id))),
-            );
+            for (b, id) in all {
+                let tids = graph.heap_tids(id);
+                r.bounds.extend(tids.into_iter().map(|tid| Candidate(b, tid)));
+            }
             state.swept = true;
         } else {
             state.exhausted = true;
