@@ -324,7 +324,8 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             let all = unreached((*scan).indexRelation, graph, &state.visited, score);
             for (b, id) in all {
                 let tids = graph.heap_tids(id);
-                r.bounds.extend(tids.into_iter().map(|tid| Candidate(b, tid)));
+                r.bounds
+                    .extend(tids.into_iter().map(|tid| Candidate(b, tid)));
             }
             state.swept = true;
         } else {
