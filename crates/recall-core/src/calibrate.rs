@@ -411,50 +411,59 @@ mod tests {
         assert_eq!((x, r), (1, 0.9));
     }
 
-    #[test]
-    fn graph_calibration_reaches_its_target_on_clustered_data() {
-        use crate::hnsw::HnswParams;
-        use crate::rng::SplitMix64;
-        let (n, dims) = (3000, 16);
-        let mut rng = SplitMix64::new(3);
-        let centres: Vec<f32> = (0..20 * dims)
-            .map(|_| rng.next_f64_open0() as f32 * 4.0)
+    /// A graph over `n` rows of `dims` dimensions around `clusters` centres drawn in
+    /// [0, scale), each row within ±0.5 of its centre per dimension.
+    fn clustered_graph(
+        n: usize,
+        dims: usize,
+        clusters: usize,
+        scale: f32,
+        seed: u64,
+        quantized: bool,
+    ) -> MemGraph {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let centres: Vec<f32> = (0..clusters * dims)
+            .map(|_| rng.next_f64_open0() as f32 * scale)
             .collect();
         let mut data = Vec::with_capacity(n * dims);
         for i in 0..n {
-            let c = i % 20;
+            let c = i % clusters;
             data.extend(
                 (0..dims).map(|d| centres[c * dims + d] + rng.next_f64_open0() as f32 - 0.5),
             );
         }
-        let params = HnswParams {
+        let params = crate::hnsw::HnswParams {
             m: 8,
             ef_construction: 32,
             metric: Metric::L2,
             seed: 1,
-            quantized: false,
+            quantized,
         };
-        let g = MemGraph::build(
-            data.clone(),
+        MemGraph::build(
+            data,
             dims,
             &params,
             &std::sync::atomic::AtomicBool::new(false),
             &std::sync::atomic::AtomicUsize::new(0),
         )
-        .unwrap();
-        let queries: Vec<u32> = (0..100).map(|i| i * 29).collect();
+        .unwrap()
+    }
+
+    /// The exact top-k of each query node over the whole graph (itself left out).
+    fn graph_truth(g: &MemGraph, queries: &[u32], k: usize) -> Vec<Vec<Neighbour>> {
         let qv: Vec<f32> = queries.iter().flat_map(|&q| g.vector(q).to_vec()).collect();
-        let mut t = Truth::new(
-            qv,
-            queries.iter().map(|&q| q as u64).collect(),
-            dims,
-            10,
-            Metric::L2,
-        );
-        let ids: Vec<u64> = (0..n as u64).collect();
-        let all: Vec<f32> = (0..n as u32).flat_map(|i| g.vector(i).to_vec()).collect();
-        t.observe(&all, &ids, &vec![0; n]);
-        let truth = t.finish();
+        let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
+        let mut t = Truth::new(qv, ids, g.dims, k, Metric::L2);
+        let n = g.len();
+        t.observe(g.vectors(), &(0..n as u64).collect::<Vec<_>>(), &vec![0; n]);
+        t.finish()
+    }
+
+    #[test]
+    fn graph_calibration_reaches_its_target_on_clustered_data() {
+        let g = clustered_graph(3000, 16, 20, 4.0, 3, false);
+        let queries: Vec<u32> = (0..100).map(|i| i * 29).collect();
+        let truth = graph_truth(&g, &queries, 10);
         let (ef, r) = smallest(10, 500, 0.95, |ef| {
             hnsw_recall(&g, &queries, &truth, 10, ef, false)
         });
@@ -467,40 +476,10 @@ mod tests {
     /// rerank an index scan does makes the answer exact: calibration must measure that.
     #[test]
     fn graph_calibration_on_codes_measures_the_reranked_scan() {
-        let (dims, n) = (64usize, 600usize);
-        let mut rng = crate::rng::SplitMix64::new(5);
-        let centres: Vec<f32> = (0..6 * dims)
-            .map(|_| rng.next_f64_open0() as f32 * 100.0)
-            .collect();
-        let mut data = Vec::with_capacity(n * dims);
-        for i in 0..n {
-            let c = i % 6;
-            data.extend(
-                (0..dims).map(|d| centres[c * dims + d] + rng.next_f64_open0() as f32 - 0.5),
-            );
-        }
-        let params = crate::hnsw::HnswParams {
-            m: 8,
-            ef_construction: 32,
-            metric: Metric::L2,
-            seed: 1,
-            quantized: true,
-        };
-        let g = MemGraph::build(
-            data,
-            dims,
-            &params,
-            &std::sync::atomic::AtomicBool::new(false),
-            &std::sync::atomic::AtomicUsize::new(0),
-        )
-        .unwrap();
+        let n = 600;
+        let g = clustered_graph(n, 64, 6, 100.0, 5, true);
         let queries: Vec<u32> = (0..40).map(|i| i * 13).collect();
-        let qv: Vec<f32> = queries.iter().flat_map(|&q| g.vector(q).to_vec()).collect();
-        let ids: Vec<u64> = queries.iter().map(|&q| q as u64).collect();
-        let mut t = Truth::new(qv, ids, dims, 10, Metric::L2);
-        let all: Vec<f32> = (0..n as u32).flat_map(|i| g.vector(i).to_vec()).collect();
-        t.observe(&all, &(0..n as u64).collect::<Vec<_>>(), &vec![0; n]);
-        let truth = t.finish();
+        let truth = graph_truth(&g, &queries, 10);
         // A beam as wide as the graph: one batch holding every node.
         let reranked = hnsw_recall(&g, &queries, &truth, 10, n, true);
         assert_eq!(reranked, 1.0);
