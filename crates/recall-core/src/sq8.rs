@@ -342,6 +342,9 @@ mod x86 {
 mod tests {
     use super::*;
 
+    use crate::distance::order_distance;
+    use crate::rng::SplitMix64;
+
     #[test]
     fn code_rounds_like_f32_round() {
         let reference =
@@ -380,8 +383,6 @@ mod tests {
             }
         }
     }
-    use crate::distance::order_distance;
-    use crate::rng::SplitMix64;
 
     fn random_codes(n: usize, seed: u64) -> Vec<i8> {
         let mut r = SplitMix64::new(seed);
