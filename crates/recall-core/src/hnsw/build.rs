@@ -189,29 +189,34 @@ impl MemGraph {
         let n = self.len();
         let mut order = Vec::with_capacity(n);
         let mut seen = vec![false; n];
-        let mut list = Vec::new();
         let starts = self.entry.into_iter().chain(0..n as u32);
         for start in starts {
-            if seen[start as usize] {
-                continue;
-            }
-            seen[start as usize] = true;
-            let mut head = order.len();
-            order.push(start);
-            while head < order.len() {
-                let x = order[head];
-                head += 1;
-                list.clear();
-                self.links.read(x, 0, &mut list);
-                for &t in &list {
-                    if !seen[t as usize] {
-                        seen[t as usize] = true;
-                        order.push(t);
-                    }
-                }
+            if !seen[start as usize] {
+                self.breadth_first(start, &mut seen, &mut order);
             }
         }
         order
+    }
+
+    /// Appends to `out`, breadth first over layer 0, `from` and every node reachable from
+    /// it through nodes `seen` does not mark yet, marking them.
+    fn breadth_first(&self, from: u32, seen: &mut [bool], out: &mut Vec<u32>) {
+        seen[from as usize] = true;
+        let mut head = out.len();
+        out.push(from);
+        let mut list = Vec::new();
+        while head < out.len() {
+            let x = out[head];
+            head += 1;
+            list.clear();
+            self.links.read(x, 0, &mut list);
+            for &t in &list {
+                if !seen[t as usize] {
+                    seen[t as usize] = true;
+                    out.push(t);
+                }
+            }
+        }
     }
 
     /// Incoming layer-0 edges per node.
@@ -229,19 +234,7 @@ impl MemGraph {
     }
 
     fn mark_reachable(&self, from: u32, reached: &mut [bool]) {
-        let mut stack = vec![from];
-        reached[from as usize] = true;
-        let mut list = Vec::new();
-        while let Some(x) = stack.pop() {
-            list.clear();
-            self.links.read(x, 0, &mut list);
-            for &t in &list {
-                if !reached[t as usize] {
-                    reached[t as usize] = true;
-                    stack.push(t);
-                }
-            }
-        }
+        self.breadth_first(from, reached, &mut Vec::new());
     }
 
     pub fn len(&self) -> usize {
