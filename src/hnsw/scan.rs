@@ -18,13 +18,13 @@ use recall_core::distance::order_distance;
 use recall_core::fasthash::IdSet;
 use recall_core::hnsw::search::{Continuation, ResumableSearch, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 use super::graph::{for_each_element, PageGraph};
 use super::meta;
 use super::options::{self, IterativeScan};
 use super::prepare;
-use crate::rerank::{Candidate, HeapRerank};
+use crate::rerank::{Candidate, HeapRerank, RerankQueue};
 use crate::vector::Vector;
 
 struct ScanState {
@@ -50,13 +50,10 @@ struct Rerank {
     query: Vec<f32>,
     metric: recall_core::distance::Metric,
     sq: recall_core::sq8::Sq8,
-    /// Rows of the current batch by a lower bound of the operator's value (their element's).
-    bounds: BinaryHeap<Candidate>,
-    /// Rows whose exact value is known, closest on top.
-    exact: BinaryHeap<Candidate>,
+    /// The current batch (each row with its element's bound), handed out in exact order.
+    queue: RerankQueue,
     strict: bool,
     last: f64,
-    fetched: u32,
 }
 
 impl ScanState {
@@ -150,11 +147,9 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
             query: graph.query().to_vec(),
             metric: meta.metric(),
             sq,
-            bounds: BinaryHeap::new(),
-            exact: BinaryHeap::new(),
+            queue: RerankQueue::default(),
             strict: wanted == IterativeScan::StrictOrder,
             last: f64::NEG_INFINITY,
-            fetched: 0,
         });
     }
     let ef = options::effective_ef_search(&meta);
@@ -260,30 +255,14 @@ fn sweep_allowed(search: &ResumableSearch<u64>, max_tuples: u64) -> bool {
 unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> Option<ItemPtr> {
     loop {
         let r = state.rerank.as_mut()?;
-        if let Some(top) = r.exact.peek() {
-            if r.bounds.peek().is_none_or(|b| top.0 <= b.0) {
-                let Candidate(d, tid) = r.exact.pop().unwrap();
-                if r.strict && d < r.last {
-                    continue;
-                }
-                r.last = r.last.max(d);
-                return Some(tid);
+        if let Some(Candidate(d, tid)) = r.queue.next(&mut r.heap) {
+            if r.strict && d < r.last {
+                continue;
             }
+            r.last = r.last.max(d);
+            return Some(tid);
         }
         let graph = state.graph.as_mut()?;
-        if let Some(Candidate(_, tid)) = r.bounds.pop() {
-            // Bounds can all stay below the first exact value (a zero query under cosine
-            // makes every exact value NaN): one call can read a whole batch of rows.
-            r.fetched = r.fetched.wrapping_add(1);
-            if r.fetched % 256 == 0 {
-                pgrx::check_for_interrupts!();
-            }
-            // A row no version of which is visible would be skipped by the executor too.
-            if let Some(d) = r.heap.exact(tid) {
-                r.exact.push(Candidate(d, tid));
-            }
-            continue;
-        }
         if state.exhausted {
             return None;
         }
@@ -311,7 +290,7 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
         }
         if !batch.is_empty() {
             // Each row with its element's bound, read together: the element is not read again.
-            let bounds = &mut r.bounds;
+            let bounds = &mut r.queue.bounds;
             for id in batch {
                 graph.with_element(ItemPtr::from_u64(id), |e| {
                     if e.tid_count() > 0 {
@@ -324,7 +303,8 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             let all = unreached((*scan).indexRelation, graph, &state.visited, score);
             for (b, id) in all {
                 let tids = graph.heap_tids(id);
-                r.bounds
+                r.queue
+                    .bounds
                     .extend(tids.into_iter().map(|tid| Candidate(b, tid)));
             }
             state.swept = true;

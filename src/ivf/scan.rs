@@ -15,14 +15,13 @@ use recall_core::bound::QueryBound;
 use recall_core::distance::Metric;
 use recall_core::hnsw::tuple::ItemPtr;
 use recall_core::ivf::tuple::{self, Entry};
-use std::collections::BinaryHeap;
 
 use super::centroids;
 use super::meta::{self, IvfMeta};
 use super::options::{self, IterativeScan};
 use super::PAGE_LIST;
 use crate::opclass::prepare;
-use crate::rerank::{Candidate, HeapRerank};
+use crate::rerank::{Candidate, HeapRerank, RerankQueue};
 use crate::storage::buffer::Lock;
 use crate::storage::{page, recent, LockedBuffer};
 use crate::vector::Vector;
@@ -39,12 +38,8 @@ struct ScanState {
     probes: usize,
     /// Lists this scan may scan in all.
     limit: usize,
-    /// The current batch by lower bound of the operator's value. A heap, not a sorted list:
-    /// a `LIMIT 10` takes a few dozen of a thousand rows, and sorting them all was 8 % of
-    /// the scan.
-    batch: BinaryHeap<Candidate>,
-    /// Rows whose exact value is known (from the heap), closest on top.
-    ready: BinaryHeap<Candidate>,
+    /// The current batch, handed out in exact order.
+    queue: RerankQueue,
     rerank: Option<HeapRerank>,
 }
 
@@ -68,8 +63,7 @@ impl ScanState {
             next_list: 0,
             probes: 1,
             limit: 0,
-            batch: BinaryHeap::new(),
-            ready: BinaryHeap::new(),
+            queue: RerankQueue::default(),
             rerank: None,
         }
     }
@@ -160,7 +154,8 @@ unsafe fn next_batch(index: pg_sys::Relation, s: &mut ScanState) -> bool {
             }
             for off in 1..=page::max_offset(p) {
                 if let Some(e) = page::item(p, off).and_then(|b| Entry::parse(b, s.dims)) {
-                    s.batch
+                    s.queue
+                        .bounds
                         .push(Candidate(bound.lower_bound(e.codes(), e.error()), e.tid()));
                 }
             }
@@ -201,26 +196,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
 /// The next row in exact order: a row whose exact value (read from the heap) is no larger
 /// than every bound still waiting cannot be preceded by any of them.
 unsafe fn next_row(scan: pg_sys::IndexScanDesc, s: &mut ScanState) -> Option<ItemPtr> {
-    let mut fetched = 0u32;
     loop {
-        if let Some(top) = s.ready.peek() {
-            if s.batch.peek().is_none_or(|b| top.0 <= b.0) {
-                return s.ready.pop().map(|c| c.1);
-            }
-        }
-        if let Some(Candidate(_, tid)) = s.batch.pop() {
-            // Every bound can stay below the first exact value (a zero query under cosine
-            // makes every exact value NaN): one call can read a whole batch of heap rows.
-            fetched = fetched.wrapping_add(1);
-            if fetched % 256 == 0 {
-                pgrx::check_for_interrupts!();
-            }
-            let rerank = s.rerank.as_mut().expect("scan started");
-            // A row no version of which is visible would be skipped by the executor too.
-            if let Some(d) = rerank.exact(tid) {
-                s.ready.push(Candidate(d, tid));
-            }
-            continue;
+        let rerank = s.rerank.as_mut().expect("scan started");
+        if let Some(Candidate(_, tid)) = s.queue.next(rerank) {
+            return Some(tid);
         }
         if !next_batch((*scan).indexRelation, s) {
             return None;
