@@ -121,7 +121,7 @@ impl PageGraph {
         if self.vectors.as_ref().is_some_and(|c| c.contains_key(&id)) {
             return true;
         }
-        let Some(v) = self.with_element(ItemPtr::from_u64(id), |e| e.vector().into_owned()) else {
+        let Some(v) = self.vector(id) else {
             return false;
         };
         self.vectors
