@@ -13,11 +13,11 @@ use std::collections::VecDeque;
 use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
 use crate::storage::buffer::Lock;
-use crate::storage::recent;
+use crate::storage::recent::{self, Remembered};
 use crate::storage::{page, LockedBuffer};
 
 pub struct PageGraph {
-    rel: pg_sys::Relation,
+    pages: Remembered,
     pub layout: Layout,
     pub m: usize,
     pub metric: Metric,
@@ -51,7 +51,7 @@ impl PageGraph {
         keep_vectors: bool,
     ) -> Self {
         PageGraph {
-            rel,
+            pages: Remembered::new(rel),
             layout: meta.layout(),
             m: meta.m as usize,
             metric: meta.metric(),
@@ -88,7 +88,7 @@ impl PageGraph {
             Some((blk, buf)) if blk == at.block => buf,
             _ => {
                 self.release_pin();
-                let buf = recent::read(self.rel, at.block);
+                let buf = self.pages.read(at.block);
                 self.pinned = Some((at.block, buf));
                 buf
             }
@@ -200,7 +200,7 @@ impl GraphView for PageGraph {
 
     fn prefetch(&mut self, id: u64) {
         let at = ItemPtr::from_u64(id);
-        let buf = recent::remembered(self.rel, at.block);
+        let buf = self.pages.buffer(at.block);
         if let Some(buf) = buf {
             recent::prefetch_page_header(buf, at.offset);
             if self.ahead.is_empty() {

@@ -27,6 +27,9 @@ use super::prepare;
 use crate::rerank::{Candidate, HeapRerank, RerankQueue};
 use crate::vector::Vector;
 
+/// Heap rows of a batch prefetched at once (about 600 cache lines at 128 dimensions).
+const MAX_BATCH_PREFETCH: usize = 64;
+
 struct ScanState {
     graph: Option<PageGraph>,
     search: Option<ResumableSearch<u64>>,
@@ -196,6 +199,8 @@ pub unsafe extern "C-unwind" fn amgettuple(
     };
     match found {
         Some(tid) => {
+            let pages = state.rerank.as_ref().map(|r| &r.heap.pages);
+            crate::rerank::hand_over(scan, tid, pages);
             (*scan).xs_heaptid = crate::storage::page::to_item_pointer(tid);
             // Exact order (no recheck): the executor returns rows as they come.
             (*scan).xs_recheck = false;
@@ -291,14 +296,19 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
         if !batch.is_empty() {
             // Each row with its element's bound, read together: the element is not read again.
             let bounds = &mut r.queue.bounds;
+            let mut tids = Vec::with_capacity(batch.len());
             for id in batch {
                 graph.with_element(ItemPtr::from_u64(id), |e| {
                     if e.tid_count() > 0 {
                         let b = score(e);
+                        tids.extend(e.tids());
                         bounds.extend(e.tids().map(|tid| Candidate(b, tid)));
                     }
                 });
             }
+            // Nearly every row of a batch is read for its exact value.
+            tids.truncate(MAX_BATCH_PREFETCH);
+            r.heap.prefetch_batch(&tids);
         } else if sweep_allowed(search, state.max_tuples) {
             let all = unreached((*scan).indexRelation, graph, &state.visited, score);
             for (b, id) in all {

@@ -184,6 +184,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
     }
     match found {
         Some(tid) => {
+            crate::rerank::hand_over(scan, tid, s.rerank.as_ref().map(|r| &r.pages));
             (*scan).xs_heaptid = page::to_item_pointer(tid);
             (*scan).xs_recheck = false;
             (*scan).xs_recheckorderby = false;

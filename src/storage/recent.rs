@@ -8,6 +8,7 @@
 //! costs one failed check and a normal read, never a wrong page.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 
@@ -20,16 +21,23 @@ const MAX_RELATIONS: usize = 64;
 const MAX_TOTAL_BLOCKS: usize = 1 << 22;
 
 type RelKey = (u32, u32, u32);
+/// The buffer each block was last read into (0: not known).
+type Blocks = Rc<RefCell<Vec<pg_sys::Buffer>>>;
 
 thread_local! {
     // Backends are single-threaded; thread_local is simply a per-backend global. A short
     // list searched front to back (the relation in use moves to the front) beats hashing the
-    // key on every page read.
-    static RECENT: RefCell<Vec<(RelKey, Vec<pg_sys::Buffer>)>> = const { RefCell::new(Vec::new()) };
+    // key on every lookup, and scans hold a [`Remembered`] so they look it up only once.
+    static RECENT: RefCell<Vec<(RelKey, Blocks)>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(feature = "pg15")]
-unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileNode) {
+type Locator = pg_sys::RelFileNode;
+#[cfg(not(feature = "pg15"))]
+type Locator = pg_sys::RelFileLocator;
+
+#[cfg(feature = "pg15")]
+unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, Locator) {
     let n = (*rel).rd_node;
     (
         (n.spcNode.to_u32(), n.dbNode.to_u32(), n.relNode.to_u32()),
@@ -38,7 +46,7 @@ unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileNode) {
 }
 
 #[cfg(not(feature = "pg15"))]
-unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, pg_sys::RelFileLocator) {
+unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, Locator) {
     let n = (*rel).rd_locator;
     ((n.spcOid.to_u32(), n.dbOid.to_u32(), n.relNumber), n)
 }
@@ -49,8 +57,8 @@ fn is_temp(rel: pg_sys::Relation) -> bool {
     unsafe { (*(*rel).rd_rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP }
 }
 
-/// Runs `f` on the remembered buffers of relation `key`, created empty if need be.
-fn with_blocks<R>(key: RelKey, f: impl FnOnce(&mut Vec<pg_sys::Buffer>) -> R) -> R {
+/// The remembered buffers of relation `key`, created empty if need be.
+fn blocks_of(key: RelKey) -> Blocks {
     RECENT.with(|r| {
         let mut r = r.borrow_mut();
         match r.iter().position(|(k, _)| *k == key) {
@@ -60,56 +68,96 @@ fn with_blocks<R>(key: RelKey, f: impl FnOnce(&mut Vec<pg_sys::Buffer>) -> R) ->
                 if r.len() >= MAX_RELATIONS {
                     r.pop();
                 }
-                r.insert(0, (key, Vec::new()));
+                r.insert(0, (key, Rc::default()));
             }
         }
-        f(&mut r[0].1)
+        r[0].1.clone()
     })
 }
 
-/// The buffer that last held block `blk` of `rel`, unverified (it may hold another page by
-/// now): good for prefetch hints, never for reading.
-pub fn remembered(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
-    if is_temp(rel) {
-        return None;
-    }
-    let (key, _) = unsafe { locator(rel) };
-    with_blocks(key, |v| v.get(blk as usize).copied()).filter(|&b| b != 0)
+/// Forgets least recently used relations while the backend remembers too many blocks (the
+/// relation in use, first in the list, is kept).
+fn trim() {
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        while r.len() > 1
+            && r.iter().map(|(_, v)| v.borrow().len()).sum::<usize>() > MAX_TOTAL_BLOCKS
+        {
+            r.pop();
+        }
+    })
 }
 
-/// Pins block `blk` of `rel`'s main fork, through the remembered buffer when it still holds
-/// the block.
-pub fn read(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
-    if blk >= MAX_BLOCKS || is_temp(rel) {
-        return unsafe { pg_sys::ReadBuffer(rel, blk) };
-    }
-    let (key, loc) = unsafe { locator(rel) };
-    let remembered = with_blocks(key, |v| v.get(blk as usize).copied().unwrap_or(0));
-    if remembered != 0
-        && unsafe {
-            pg_sys::ReadRecentBuffer(loc, pg_sys::ForkNumber::MAIN_FORKNUM, blk, remembered)
+/// One relation's remembered buffers, held for the length of a scan. A relation forgotten
+/// meanwhile (see [`trim`]) stays usable through the handle: entries are only ever hints.
+pub struct Remembered {
+    rel: pg_sys::Relation,
+    loc: Locator,
+    /// `None` for a temporary relation.
+    blocks: Option<Blocks>,
+}
+
+impl Remembered {
+    pub fn new(rel: pg_sys::Relation) -> Self {
+        let (key, loc) = unsafe { locator(rel) };
+        Remembered {
+            rel,
+            loc,
+            blocks: (!is_temp(rel)).then(|| blocks_of(key)),
         }
-    {
-        return remembered;
     }
-    let buf = unsafe { pg_sys::ReadBuffer(rel, blk) };
-    let grew = with_blocks(key, |v| {
-        let grew = v.len() <= blk as usize;
-        if grew {
-            v.resize(blk as usize + 1, 0);
-        }
-        v[blk as usize] = buf;
-        grew
-    });
-    if grew {
-        RECENT.with(|r| {
-            let mut r = r.borrow_mut();
-            while r.len() > 1 && r.iter().map(|(_, v)| v.len()).sum::<usize>() > MAX_TOTAL_BLOCKS {
-                r.pop();
+
+    /// The buffer that last held block `blk`, unverified (it may hold another page by now):
+    /// good for prefetch hints, never for reading.
+    pub fn buffer(&self, blk: u32) -> Option<pg_sys::Buffer> {
+        let b = self.blocks.as_ref()?.borrow().get(blk as usize).copied();
+        b.filter(|&b| b != 0)
+    }
+
+    /// Pins block `blk` of the main fork, through the remembered buffer when it still holds
+    /// the block.
+    pub fn read(&self, blk: u32) -> pg_sys::Buffer {
+        let Some(blocks) = self.blocks.as_ref().filter(|_| blk < MAX_BLOCKS) else {
+            return unsafe { pg_sys::ReadBuffer(self.rel, blk) };
+        };
+        let remembered = blocks.borrow().get(blk as usize).copied().unwrap_or(0);
+        if remembered != 0
+            && unsafe {
+                pg_sys::ReadRecentBuffer(
+                    self.loc,
+                    pg_sys::ForkNumber::MAIN_FORKNUM,
+                    blk,
+                    remembered,
+                )
             }
-        });
+        {
+            return remembered;
+        }
+        let buf = unsafe { pg_sys::ReadBuffer(self.rel, blk) };
+        let grew = {
+            let mut v = blocks.borrow_mut();
+            let grew = v.len() <= blk as usize;
+            if grew {
+                v.resize(blk as usize + 1, 0);
+            }
+            v[blk as usize] = buf;
+            grew
+        };
+        if grew {
+            trim();
+        }
+        buf
     }
-    buf
+}
+
+/// [`Remembered::buffer`] for a one-off lookup.
+pub fn remembered(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
+    Remembered::new(rel).buffer(blk)
+}
+
+/// [`Remembered::read`] for a one-off read.
+pub fn read(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
+    Remembered::new(rel).read(blk)
 }
 
 /// Starts loading what reading item `offset` of the page in shared buffer `buf` touches
