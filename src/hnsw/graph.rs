@@ -198,6 +198,12 @@ impl GraphView for PageGraph {
         Some(d)
     }
 
+    /// Block order (ids are block << 16 | offset): elements sharing a page are read under one
+    /// pin, and the page is announced once.
+    fn arrange(&self, ids: &mut [u64]) {
+        ids.sort_unstable();
+    }
+
     fn prefetch(&mut self, id: u64) {
         let at = ItemPtr::from_u64(id);
         let buf = self.pages.buffer(at.block);

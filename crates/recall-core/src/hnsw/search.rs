@@ -19,6 +19,10 @@ pub trait GraphView {
     /// starting the loads of a whole neighbour list before computing any of it lets the
     /// misses overlap instead of being paid one after another.
     fn prefetch(&mut self, _id: Self::Id) {}
+
+    /// Puts a list of nodes about to be evaluated in the order that is cheapest to read
+    /// (any order gives the same search). Paged graphs group nodes sharing a page.
+    fn arrange(&self, _ids: &mut [Self::Id]) {}
 }
 
 /// Evaluates the not-yet-visited ids of `buf` (in order), all of them prefetched first, and
@@ -31,6 +35,7 @@ fn evaluate_new<G: GraphView, V: Visited<G::Id>>(
     mut f: impl FnMut(Scored<G::Id>),
 ) {
     buf.retain(|&n| visited.insert(n));
+    g.arrange(buf);
     for &n in buf.iter() {
         g.prefetch(n);
     }
@@ -68,6 +73,9 @@ impl<G: GraphView> GraphView for Counted<'_, G> {
     }
     fn prefetch(&mut self, id: G::Id) {
         self.inner.prefetch(id)
+    }
+    fn arrange(&self, ids: &mut [G::Id]) {
+        self.inner.arrange(ids)
     }
 }
 
