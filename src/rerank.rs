@@ -13,7 +13,7 @@
 //! of which buffer held it (`crate::storage::recent`): the buffer-table probe of a plain
 //! read was a tenth of a 1M-row top-500 scan, each row's a cache and TLB miss. For the same
 //! reason the executor's own read of a returned row is handed the row's page already pinned
-//! ([`hand_over`]). Other table access methods go through the table AM interface.
+//! ([`TablePages::hand_over`]). Other table access methods go through the table AM interface.
 //!
 //! Resources: the heap fetch keeps a buffer pin between rows; [`HeapRerank::release`] drops
 //! it, and scans call it before every return to the executor so no pin outlives a call (an
@@ -105,55 +105,63 @@ pub struct HeapRerank {
     metric: Metric,
     /// The query as the operator receives it (not normalised).
     query: Vec<f32>,
-    /// The table is a heap: rows are read by [`HeapRerank::fetch_heap`].
-    heapam: bool,
-    pub pages: Remembered,
+    table: TablePages,
 }
 
-fn is_heapam(rel: pg_sys::Relation) -> bool {
-    unsafe { (*rel).rd_tableam == pg_sys::GetHeapamTableAmRoutine() }
-}
-
-/// Makes `*held` a pin on block `blk` of heap `rel` and returns it; a newly pinned page is
-/// pruned first, as heapam's index fetch does.
-unsafe fn pin_heap_block(
+/// A scan's table with this backend's memory of which buffer holds each of its pages: how
+/// heap rows are read (see the module comment) and handed over to the executor.
+pub struct TablePages {
     rel: pg_sys::Relation,
-    pages: &Remembered,
-    held: &mut pg_sys::Buffer,
-    blk: u32,
-) -> pg_sys::Buffer {
-    let cur = *held;
-    if cur != pg_sys::InvalidBuffer as pg_sys::Buffer && pg_sys::BufferGetBlockNumber(cur) == blk {
-        return cur;
-    }
-    let buf = pages.read(blk);
-    if cur != pg_sys::InvalidBuffer as pg_sys::Buffer {
-        pg_sys::ReleaseBuffer(cur);
-    }
-    *held = buf;
-    pg_sys::heap_page_prune_opt(rel, buf);
-    buf
+    /// The table is a heap; other table AMs are read through the table AM interface.
+    heapam: bool,
+    pages: Remembered,
 }
 
-/// Pins row `tid`'s heap page in the scan's own heap fetch, where the executor's read of the
-/// row (`heapam_index_fetch_tuple`) finds it and skips its buffer-table probe. Call it just
-/// before `amgettuple` returns `tid`; `pages` is the scan's handle on the heap's buffers,
-/// if it has one.
-pub unsafe fn hand_over(scan: pg_sys::IndexScanDesc, tid: ItemPtr, pages: Option<&Remembered>) {
-    let (heap, fetch) = ((*scan).heapRelation, (*scan).xs_heapfetch);
-    if heap.is_null() || fetch.is_null() || !is_heapam(heap) {
-        return;
-    }
-    let fetch = fetch as *mut pg_sys::IndexFetchHeapData;
-    let once;
-    let pages = match pages {
-        Some(p) => p,
-        None => {
-            once = Remembered::new(heap);
-            &once
+impl TablePages {
+    pub unsafe fn new(rel: pg_sys::Relation) -> Self {
+        TablePages {
+            rel,
+            heapam: (*rel).rd_tableam == pg_sys::GetHeapamTableAmRoutine(),
+            pages: Remembered::new(rel),
         }
-    };
-    pin_heap_block(heap, pages, &mut (*fetch).xs_cbuf, tid.block);
+    }
+
+    /// Makes `*held` a pin on block `blk` and returns it; a newly pinned page is pruned
+    /// first, as heapam's index fetch does.
+    unsafe fn pin(&self, held: &mut pg_sys::Buffer, blk: u32) -> pg_sys::Buffer {
+        let cur = *held;
+        let valid = cur != pg_sys::InvalidBuffer as pg_sys::Buffer;
+        if valid && pg_sys::BufferGetBlockNumber(cur) == blk {
+            return cur;
+        }
+        let buf = self.pages.read(blk);
+        if valid {
+            pg_sys::ReleaseBuffer(cur);
+        }
+        *held = buf;
+        pg_sys::heap_page_prune_opt(self.rel, buf);
+        buf
+    }
+
+    /// Pins row `tid`'s page in the scan's own heap fetch, where the executor's read of the
+    /// row (`heapam_index_fetch_tuple`) finds it and skips its buffer-table probe. Call it
+    /// just before `amgettuple` returns `tid`.
+    pub unsafe fn hand_over(&self, scan: pg_sys::IndexScanDesc, tid: ItemPtr) {
+        let fetch = (*scan).xs_heapfetch;
+        if self.heapam && !fetch.is_null() {
+            let fetch = fetch as *mut pg_sys::IndexFetchHeapData;
+            self.pin(&mut (*fetch).xs_cbuf, tid.block);
+        }
+    }
+
+    /// Starts loading row `tid`'s buffer header, page header and line pointer, and its tuple
+    /// once the line pointer is there, when this backend knows which buffer holds its page.
+    fn prefetch(&self, tid: ItemPtr) {
+        if let Some(buf) = self.pages.buffer(tid.block).filter(|_| self.heapam) {
+            recent::prefetch_page_header(buf, tid.offset);
+            recent::prefetch_item(buf, tid.offset);
+        }
+    }
 }
 
 impl HeapRerank {
@@ -175,32 +183,25 @@ impl HeapRerank {
             snapshot: (*scan).xs_snapshot,
             metric,
             query,
-            heapam: is_heapam(heap),
-            pages: Remembered::new(heap),
+            table: TablePages::new(heap),
         }
     }
 
-    /// Starts loading row `tid`'s buffer header, page header and line pointer, and its tuple
-    /// once the line pointer is there, when this backend knows which buffer holds its page.
+    /// See [`TablePages::prefetch`].
     pub fn prefetch(&self, tid: ItemPtr) {
-        if !self.heapam {
-            return;
-        }
-        if let Some(buf) = self.pages.buffer(tid.block) {
-            recent::prefetch_page_header(buf, tid.offset);
-            recent::prefetch_item(buf, tid.offset);
-        }
+        self.table.prefetch(tid);
     }
 
     /// [`HeapRerank::prefetch`] for a whole batch about to be read: every page header first,
     /// then the tuples, whose line pointers have arrived by then.
     pub fn prefetch_batch(&self, tids: &[ItemPtr]) {
-        if !self.heapam {
+        let t = &self.table;
+        if !t.heapam {
             return;
         }
         let bufs: Vec<_> = tids
             .iter()
-            .filter_map(|t| Some((self.pages.buffer(t.block)?, t.offset)))
+            .filter_map(|tid| Some((t.pages.buffer(tid.block)?, tid.offset)))
             .collect();
         for &(buf, off) in &bufs {
             recent::prefetch_page_header(buf, off);
@@ -210,11 +211,16 @@ impl HeapRerank {
         }
     }
 
+    /// The scan's table, for [`TablePages::hand_over`].
+    pub fn table(&self) -> &TablePages {
+        &self.table
+    }
+
     /// heapam's index fetch of `tid` into the slot (see the module comment); false when the
     /// snapshot sees no version of the row.
     unsafe fn fetch_heap(&mut self, tid: ItemPtr) -> bool {
         let fetch = self.fetch as *mut pg_sys::IndexFetchHeapData;
-        let buf = pin_heap_block(self.heap, &self.pages, &mut (*fetch).xs_cbuf, tid.block);
+        let buf = self.table.pin(&mut (*fetch).xs_cbuf, tid.block);
         let tuple = &mut (*(self.slot as *mut pg_sys::BufferHeapTupleTableSlot))
             .base
             .tupdata;
@@ -241,7 +247,7 @@ impl HeapRerank {
     /// The operator's value for the version of row `tid` the scan's snapshot sees; `None`
     /// when it sees none (the executor would skip the row) or the indexed value is NULL.
     pub unsafe fn exact(&mut self, tid: ItemPtr) -> Option<f64> {
-        let found = if self.heapam {
+        let found = if self.table.heapam {
             self.fetch_heap(tid)
         } else {
             let am = &*(*self.heap).rd_tableam;

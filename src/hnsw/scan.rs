@@ -24,7 +24,7 @@ use super::graph::{for_each_element, PageGraph};
 use super::meta;
 use super::options::{self, IterativeScan};
 use super::prepare;
-use crate::rerank::{Candidate, HeapRerank, RerankQueue};
+use crate::rerank::{Candidate, HeapRerank, RerankQueue, TablePages};
 use crate::vector::Vector;
 
 /// Heap rows of a batch prefetched at once (about 600 cache lines at 128 dimensions).
@@ -38,6 +38,8 @@ struct ScanState {
     ready: VecDeque<ItemPtr>,
     /// Elements stored as codes: the batch being reranked.
     rerank: Option<Rerank>,
+    /// The heap, whose pages returned rows are handed over in.
+    table: Option<TablePages>,
     max_tuples: u64,
     /// The last resort of a complete scan: elements the graph walk never reached (their
     /// incoming edges were pruned away), in distance order, closest last.
@@ -67,6 +69,7 @@ impl ScanState {
             visited: IdSet::default(),
             ready: VecDeque::new(),
             rerank: None,
+            table: None,
             max_tuples: u64::MAX,
             sweep: None,
             swept: false,
@@ -127,6 +130,8 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
     let meta = meta::read(index);
     let (raw, query) = query_vector(scan, &meta);
     let mut graph = PageGraph::new(index, &meta, query, false);
+    let heap = (*scan).heapRelation;
+    state.table = (!heap.is_null()).then(|| TablePages::new(heap));
     let Some(entry) = meta.entry() else {
         state.exhausted = true;
         return;
@@ -199,8 +204,9 @@ pub unsafe extern "C-unwind" fn amgettuple(
     };
     match found {
         Some(tid) => {
-            let pages = state.rerank.as_ref().map(|r| &r.heap.pages);
-            crate::rerank::hand_over(scan, tid, pages);
+            if let Some(t) = state.table.as_ref() {
+                t.hand_over(scan, tid);
+            }
             (*scan).xs_heaptid = crate::storage::page::to_item_pointer(tid);
             // Exact order (no recheck): the executor returns rows as they come.
             (*scan).xs_recheck = false;

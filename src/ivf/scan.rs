@@ -184,7 +184,9 @@ pub unsafe extern "C-unwind" fn amgettuple(
     }
     match found {
         Some(tid) => {
-            crate::rerank::hand_over(scan, tid, s.rerank.as_ref().map(|r| &r.pages));
+            if let Some(r) = s.rerank.as_ref() {
+                r.table().hand_over(scan, tid);
+            }
             (*scan).xs_heaptid = page::to_item_pointer(tid);
             (*scan).xs_recheck = false;
             (*scan).xs_recheckorderby = false;
