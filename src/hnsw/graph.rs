@@ -6,7 +6,7 @@ use pgrx::pg_sys;
 use recall_core::bound::estimate;
 use recall_core::distance::{order_distance, Metric};
 use recall_core::fasthash::IdMap;
-use recall_core::hnsw::search::{greedy, GraphView, Scored};
+use recall_core::hnsw::search::{GraphView, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr, Layout, Neighbours};
 use std::collections::VecDeque;
 
@@ -146,21 +146,6 @@ impl PageGraph {
             dist: self.distance(id)?,
             id,
         })
-    }
-
-    /// Greedy upper-layer descent from the entry point to `level`, the start of a scan.
-    pub fn descend(
-        &mut self,
-        entry: ItemPtr,
-        entry_level: usize,
-        level: usize,
-    ) -> Option<Scored<u64>> {
-        let mut cur = self.score_entry(entry)?;
-        let mut buf = Vec::new();
-        for l in (level + 1..=entry_level).rev() {
-            cur = greedy(self, cur, l, &mut buf);
-        }
-        Some(cur)
     }
 
     /// The heap TIDs of element `id` (none if it was deleted or its slot reused).

@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use recall_core::bound::QueryBound;
 use recall_core::distance::order_distance;
 use recall_core::fasthash::IdSet;
-use recall_core::hnsw::search::{Continuation, ResumableSearch, Scored};
+use recall_core::hnsw::search::{descend_for_scan, Continuation, ResumableSearch, Scored};
 use recall_core::hnsw::tuple::{Element, ItemPtr};
 use std::collections::VecDeque;
 
@@ -136,7 +136,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
         state.exhausted = true;
         return;
     };
-    let Some(start) = graph.descend(entry, meta.entry_level as usize, 0) else {
+    let Some(start) = graph.score_entry(entry) else {
         state.exhausted = true;
         return;
     };
@@ -166,7 +166,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
     // up on every query (2-3 % of scan time in a profile at ef_search 10); capped so a large
     // ef does not make each scan start with a fresh multi-page allocation.
     state.visited.reserve((16 * ef + 64).min(4096));
-    state.search = Some(ResumableSearch::new(&[start], ef, mode, &mut state.visited));
+    let top = meta.entry_level as usize;
+    let eps = descend_for_scan(&mut graph, start, top, &mut state.visited, &mut Vec::new());
+    state.visited.clear();
+    state.search = Some(ResumableSearch::new(&eps, ef, mode, &mut state.visited));
     state.graph = Some(graph);
 }
 

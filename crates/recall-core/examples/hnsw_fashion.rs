@@ -1,8 +1,9 @@
 //! Graph-quality probe on fashion-mnist (from the Debian package): build time, and for a
 //! sweep of ef the recall@10 and the distance evaluations per query (the cost a scan pays
-//! in page reads). `cargo run --release --example hnsw_fashion [n] [keep_pruned 0/1]`
+//! in page reads). `cargo run --release --example hnsw_fashion [n] [keep_pruned 0/1]`;
+//! `UPPER=1,4,16` sweeps the beam width of the upper-layer descent too.
 use recall_core::distance::{order_distance, Metric};
-use recall_core::hnsw::build::{search_counted, MemGraph};
+use recall_core::hnsw::build::{search_counted_with, MemGraph};
 use recall_core::hnsw::HnswParams;
 use std::collections::HashSet;
 use std::io::Read;
@@ -65,16 +66,24 @@ fn main() {
             d[..10].iter().map(|x| x.1).collect()
         })
         .collect();
-    for ef in [10, 20, 40, 80] {
+    let uppers: Vec<usize> = std::env::var("UPPER")
+        .unwrap_or("1".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    for (upper, ef) in uppers
+        .iter()
+        .flat_map(|&u| [10, 15, 20, 40, 80].map(|ef| (u, ef)))
+    {
         let (mut hits, mut evals) = (0, 0);
         let t = std::time::Instant::now();
         for (qi, q) in qs[..nq * dims].chunks(dims).enumerate() {
-            let (r, n) = search_counted(&g, q, 10, ef);
+            let (r, n) = search_counted_with(&g, q, 10, ef, upper);
             hits += r.iter().filter(|s| truth[qi].contains(&s.id)).count();
             evals += n;
         }
         println!(
-            "ef={ef:<4} recall@10={:.4} evals/query={:.0} us/query={:.1}",
+            "upper={upper:<3} ef={ef:<4} recall@10={:.4} evals/query={:.0} us/query={:.1}",
             hits as f64 / (nq * 10) as f64,
             evals as f64 / nq as f64,
             t.elapsed().as_secs_f64() * 1e6 / nq as f64

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use crate::distance::{order_distance, Metric};
 use crate::hnsw::build::MemGraph;
-use crate::hnsw::search::{greedy, Continuation, GraphView, ResumableSearch, Scored};
+use crate::hnsw::search::{descend_for_scan, Continuation, GraphView, ResumableSearch, Scored};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbour {
@@ -235,12 +235,11 @@ where
     let Some(d) = view.inner.distance(entry) else {
         return Vec::new();
     };
-    let mut cur = Scored { dist: d, id: entry };
-    for l in (1..=entry_level).rev() {
-        cur = greedy(&mut view, cur, l, &mut buf);
-    }
+    let cur = Scored { dist: d, id: entry };
     let mut visited = HashSet::new();
-    let mut scan = ResumableSearch::new(&[cur], ef, Continuation::Relaxed, &mut visited);
+    let eps = descend_for_scan(&mut view, cur, entry_level, &mut visited, &mut buf);
+    visited.clear();
+    let mut scan = ResumableSearch::new(&eps, ef, Continuation::Relaxed, &mut visited);
     let mut found = Vec::with_capacity(k);
     let mut batch = Vec::new();
     while found.len() < k {

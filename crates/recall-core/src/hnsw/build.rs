@@ -433,15 +433,15 @@ impl GraphView for BuildView<'_> {
     }
 }
 
-/// Full k-NN search on a built graph: descend the upper layers greedily, then a beam of
-/// width `ef` at layer 0. Returns up to `k` nodes, closest first.
+/// Full k-NN search on a built graph, as an index scan runs it: the upper-layer descent
+/// of [`super::SCAN_DESCENT_WIDTH`], then a beam of width `ef` at layer 0. Returns up to `k` nodes, closest first.
 pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> {
     search_counted(g, q, k, ef).0
 }
 
 /// [`search`], also returning the number of distance evaluations it took.
 pub fn search_counted(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> (Vec<Scored<u32>>, usize) {
-    search_counted_with(g, q, k, ef, 1)
+    search_counted_with(g, q, k, ef, super::SCAN_DESCENT_WIDTH)
 }
 
 /// [`search_counted`] with a beam of `upper` candidates through the upper layers.

@@ -50,6 +50,20 @@ pub fn store_codes(metric: Metric, dims: usize, rows: usize) -> bool {
 /// ([`search::descend_for_insert`]).
 pub const INSERT_DESCENT_WIDTH: usize = 16;
 
+/// Beam width of a scan's descent through the upper layers ([`search::descend_for_scan`]).
+///
+/// The paper's greedy walk (width 1) stops in local minima on clustered data, and the
+/// layer-0 search then has to walk out of the wrong cluster. Measured in memory, recall@10
+/// and distance evaluations per query at ef 40 / 160 / 320:
+/// - 1M clustered inner-product set: greedy 0.689 / 0.934 / 0.990 at 806 / 1493 / 1720;
+///   width 4: 0.864 / 0.978 / 0.990 at 853 / 1330 / 1493; width 16: 0.949 / 0.993 / 0.995
+///   at 1162 / 1553 / 1701.
+/// - fashion-mnist (ef 15): the same recall at every width; width 4 costs 260 evaluations
+///   instead of 251, width 16 332.
+///
+/// Width 4 buys most of the clustered gain for almost nothing on easy data.
+pub const SCAN_DESCENT_WIDTH: usize = 4;
+
 /// Whether neighbour selection refills the slots the diversity heuristic leaves empty.
 ///
 /// In a metric space the heuristic alone gives the best recall per distance evaluation and
@@ -89,7 +103,7 @@ pub fn max_neighbours(m: usize, level: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::build::{search, MemGraph};
-    use super::search::{Continuation, ResumableSearch, Scored};
+    use super::search::{Continuation, GraphView, ResumableSearch, Scored};
     use super::*;
     use crate::distance::order_distance;
     use crate::rng::SplitMix64;
@@ -254,6 +268,50 @@ mod tests {
             bfs > 5 * by_id,
             "edges within 20 positions: bfs {bfs}, id order {by_id}"
         );
+    }
+
+    /// A scan's upper-layer descent keeps a beam: its layer-0 entry points start at least
+    /// as close as the greedy walk's local minimum, and on clustered data strictly closer
+    /// for some queries (the greedy walk stopped in the wrong cluster).
+    #[test]
+    fn the_scan_descent_starts_no_farther_than_the_greedy_walk() {
+        use super::search::{descend, descend_for_scan};
+        let dims = 32;
+        let all = mixture(20_400, dims, 400, 21, true);
+        let (data, queries) = all.split_at(20_000 * dims);
+        let p = HnswParams {
+            m: 16,
+            ef_construction: 64,
+            metric: Metric::InnerProduct,
+            seed: 42,
+            quantized: false,
+        };
+        let g = MemGraph::build(
+            data.to_vec(),
+            dims,
+            &p,
+            &AtomicBool::new(false),
+            &AtomicUsize::new(0),
+        )
+        .unwrap();
+        let entry = g.entry().unwrap();
+        let top = g.level(entry) as usize;
+        assert!(top >= 2, "too few layers to test a descent: {top}");
+        let (mut closer, mut buf) = (0, Vec::new());
+        let mut visited = HashSet::new();
+        for q in queries.chunks(dims) {
+            let mut view = g.view(q);
+            let start = Scored {
+                dist: view.distance(entry).unwrap(),
+                id: entry,
+            };
+            let beam = descend_for_scan(&mut view, start, top, &mut visited, &mut buf);
+            let greedy = descend(&mut view, start, top, 0, 1, &mut visited, &mut buf);
+            assert!(beam.len() <= SCAN_DESCENT_WIDTH && beam.is_sorted());
+            assert!(beam[0].dist <= greedy[0].dist);
+            closer += (beam[0].dist < greedy[0].dist) as usize;
+        }
+        assert!(closer > 0, "the beam never did better than the greedy walk");
     }
 
     #[test]

@@ -200,6 +200,19 @@ pub fn descend_for_insert<G: GraphView, V: Visited<G::Id>>(
     descend(g, entry, top, level.min(top), width, visited, buf)
 }
 
+/// A scan's descent from `entry` (at `top`) through the upper layers: a beam of
+/// [`super::SCAN_DESCENT_WIDTH`]. Returns the layer-0 entry points, closest first, and leaves
+/// `visited` to be cleared by the caller.
+pub fn descend_for_scan<G: GraphView, V: Visited<G::Id>>(
+    g: &mut G,
+    entry: Scored<G::Id>,
+    top: usize,
+    visited: &mut V,
+    buf: &mut Vec<G::Id>,
+) -> Vec<Scored<G::Id>> {
+    descend(g, entry, top, 0, super::SCAN_DESCENT_WIDTH, visited, buf)
+}
+
 /// Beam search of width `ef` at `level` from `entry`. Returns up to `ef` nodes, closest first.
 pub fn search_layer<G, V>(
     g: &mut G,
