@@ -434,7 +434,8 @@ impl GraphView for BuildView<'_> {
 }
 
 /// Full k-NN search on a built graph, as an index scan runs it: the upper-layer descent
-/// of [`super::SCAN_DESCENT_WIDTH`], then a beam of width `ef` at layer 0. Returns up to `k` nodes, closest first.
+/// of [`super::SCAN_DESCENT_WIDTH`], then a beam of width `ef` at layer 0. Returns up to `k`
+/// nodes, closest first.
 pub fn search(g: &MemGraph, q: &[f32], k: usize, ef: usize) -> Vec<Scored<u32>> {
     search_counted(g, q, k, ef).0
 }
