@@ -208,7 +208,8 @@ impl<G: GraphView> GraphView for Hiding<G> {
 /// The first `k` nodes an HNSW index scan at beam width `ef` returns for `graph`'s query
 /// (the vector of node `hidden`) when node `hidden` is invisible: the same upper-layer
 /// descent from the entry point at `entry_level`, then the relaxed-order layer-0 scan, batch
-/// after batch of `ef` — so `ef` below `k` is measured as a scan with `LIMIT k` runs it.
+/// after batch (the first of `ef`) — so `ef` below `k` is measured as a scan with `LIMIT k`
+/// runs it.
 ///
 /// With `rerank` (a node's exact distance), each batch is taken whole and handed out in
 /// exact order, as a scan over an index of codes does: its walk navigates on estimates,

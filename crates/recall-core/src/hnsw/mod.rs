@@ -405,6 +405,37 @@ mod tests {
         out
     }
 
+    /// The first batch is a search at `ef`; later batches are at least
+    /// `MIN_CONTINUATION_BATCH` wide, so a tiny ef under a large LIMIT does not pay a batch's
+    /// fixed cost per row.
+    #[test]
+    fn continuation_batches_have_a_floor() {
+        use super::search::MIN_CONTINUATION_BATCH;
+        let dims = 8;
+        let data = mixture(1500, dims, 10, 6, false);
+        let g = build(&data, dims, Metric::L2);
+        let q = &mixture(1, dims, 10, 7, false)[..];
+        assert_eq!(resumable_all(&g, q, 1, Continuation::Off).len(), 1);
+        let entry = g.entry().unwrap();
+        let mut view = g.view(q);
+        let mut visited = HashSet::new();
+        let start = Scored {
+            dist: order_distance(g.metric, q, g.vector(entry)),
+            id: entry,
+        };
+        let mut s = ResumableSearch::new(&[start], 1, Continuation::Relaxed, &mut visited);
+        s.next(&mut view, &mut visited, u64::MAX).unwrap();
+        assert_eq!(s.left_in_batch(), 0, "the first batch holds ef = 1 node");
+        s.next(&mut view, &mut visited, u64::MAX).unwrap();
+        assert_eq!(s.left_in_batch(), MIN_CONTINUATION_BATCH - 1);
+        let rest = std::iter::from_fn(|| s.next(&mut view, &mut visited, u64::MAX)).count();
+        assert_eq!(
+            rest + 2,
+            g.len(),
+            "the scan must still reach every node once"
+        );
+    }
+
     #[test]
     fn resumable_search_returns_every_node_once() {
         let dims = 8;
