@@ -389,20 +389,30 @@ mod tests {
         assert_eq!(r.err(), Some(super::build::Cancelled));
     }
 
-    fn resumable_all(g: &MemGraph, q: &[f32], ef: usize, mode: Continuation) -> Vec<Scored<u32>> {
+    /// A layer-0 resumable search for `q` from the entry point, with its view and visited set.
+    fn resumable<'a>(
+        g: &'a MemGraph,
+        q: &'a [f32],
+        ef: usize,
+        mode: Continuation,
+    ) -> (
+        super::build::MemView<'a>,
+        HashSet<u32>,
+        ResumableSearch<u32>,
+    ) {
         let entry = g.entry().unwrap();
-        let mut view = g.view(q);
         let mut visited = HashSet::new();
         let start = Scored {
             dist: order_distance(g.metric, q, g.vector(entry)),
             id: entry,
         };
-        let mut s = ResumableSearch::new(&[start], ef, mode, &mut visited);
-        let mut out = Vec::new();
-        while let Some(x) = s.next(&mut view, &mut visited, u64::MAX) {
-            out.push(x);
-        }
-        out
+        let s = ResumableSearch::new(&[start], ef, mode, &mut visited);
+        (g.view(q), visited, s)
+    }
+
+    fn resumable_all(g: &MemGraph, q: &[f32], ef: usize, mode: Continuation) -> Vec<Scored<u32>> {
+        let (mut view, mut visited, mut s) = resumable(g, q, ef, mode);
+        std::iter::from_fn(|| s.next(&mut view, &mut visited, u64::MAX)).collect()
     }
 
     /// The first batch is a search at `ef`; later batches are at least
@@ -416,14 +426,7 @@ mod tests {
         let g = build(&data, dims, Metric::L2);
         let q = &mixture(1, dims, 10, 7, false)[..];
         assert_eq!(resumable_all(&g, q, 1, Continuation::Off).len(), 1);
-        let entry = g.entry().unwrap();
-        let mut view = g.view(q);
-        let mut visited = HashSet::new();
-        let start = Scored {
-            dist: order_distance(g.metric, q, g.vector(entry)),
-            id: entry,
-        };
-        let mut s = ResumableSearch::new(&[start], 1, Continuation::Relaxed, &mut visited);
+        let (mut view, mut visited, mut s) = resumable(&g, q, 1, Continuation::Relaxed);
         s.next(&mut view, &mut visited, u64::MAX).unwrap();
         assert_eq!(s.left_in_batch(), 0, "the first batch holds ef = 1 node");
         s.next(&mut view, &mut visited, u64::MAX).unwrap();
@@ -466,14 +469,7 @@ mod tests {
         let data = mixture(1500, dims, 10, 8, false);
         let g = build(&data, dims, Metric::L2);
         let q = g.vector(3).to_vec();
-        let entry = g.entry().unwrap();
-        let mut view = g.view(&q);
-        let mut visited = HashSet::new();
-        let start = Scored {
-            dist: order_distance(g.metric, &q, g.vector(entry)),
-            id: entry,
-        };
-        let mut s = ResumableSearch::new(&[start], 20, Continuation::Relaxed, &mut visited);
+        let (mut view, mut visited, mut s) = resumable(&g, &q, 20, Continuation::Relaxed);
         let mut n = 0;
         while s.next(&mut view, &mut visited, 300).is_some() {
             n += 1;
