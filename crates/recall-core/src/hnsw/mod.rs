@@ -279,21 +279,7 @@ mod tests {
         let dims = 32;
         let all = mixture(20_400, dims, 400, 21, true);
         let (data, queries) = all.split_at(20_000 * dims);
-        let p = HnswParams {
-            m: 16,
-            ef_construction: 64,
-            metric: Metric::InnerProduct,
-            seed: 42,
-            quantized: false,
-        };
-        let g = MemGraph::build(
-            data.to_vec(),
-            dims,
-            &p,
-            &AtomicBool::new(false),
-            &AtomicUsize::new(0),
-        )
-        .unwrap();
+        let g = build(data, dims, Metric::InnerProduct);
         let entry = g.entry().unwrap();
         let top = g.level(entry) as usize;
         assert!(top >= 2, "too few layers to test a descent: {top}");
