@@ -157,7 +157,10 @@ impl TablePages {
     /// Starts loading row `tid`'s buffer header, page header and line pointer, and its tuple
     /// once the line pointer is there, when this backend knows which buffer holds its page.
     fn prefetch(&self, tid: ItemPtr) {
-        if let Some(buf) = self.pages.buffer(tid.block).filter(|_| self.heapam) {
+        if !self.heapam {
+            return;
+        }
+        if let Some(buf) = self.pages.buffer(tid.block) {
             recent::prefetch_page_header(buf, tid.offset);
             recent::prefetch_item(buf, tid.offset);
         }
