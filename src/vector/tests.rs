@@ -144,6 +144,68 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A binary COPY file of rows `(int, vector)` whose vector fields are the given raw
+    /// bytes (int16 dim, int16 unused, big-endian float4s), for malformed binary input.
+    fn copy_file_with_vector_fields(path: &str, fields: &[Vec<u8>]) {
+        let mut f = b"PGCOPY\n\xff\r\n\0".to_vec();
+        f.extend_from_slice(&[0; 8]);
+        for (i, v) in fields.iter().enumerate() {
+            f.extend_from_slice(&2i16.to_be_bytes());
+            f.extend_from_slice(&4i32.to_be_bytes());
+            f.extend_from_slice(&(i as i32).to_be_bytes());
+            f.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            f.extend_from_slice(v);
+        }
+        f.extend_from_slice(&(-1i16).to_be_bytes());
+        std::fs::write(path, f).unwrap();
+    }
+
+    fn binary_vector(dim: i16, values: &[f32]) -> Vec<u8> {
+        let mut v = dim.to_be_bytes().to_vec();
+        v.extend_from_slice(&0i16.to_be_bytes());
+        for x in values {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    /// vector_recv reads all elements in one copy: a field shorter than its dimension count
+    /// says, or holding a NaN, is an ERROR with PostgreSQL's and pgvector's wording, and
+    /// well-formed fields keep their values exactly (byte order included).
+    #[pg_test]
+    fn vector_binary_input_rejects_short_and_non_finite_fields() {
+        let path = format!("/tmp/pg_recall_recv_{}.bin", std::process::id());
+        Spi::run("CREATE TABLE br (id int, v vector)").unwrap();
+        copy_file_with_vector_fields(
+            &path,
+            &[
+                binary_vector(3, &[1.5, -2.25, 1e-7]),
+                binary_vector(1, &[f32::MAX]),
+            ],
+        );
+        Spi::run(&format!("COPY br FROM '{path}' WITH (FORMAT binary)")).unwrap();
+        assert_eq!(
+            text("SELECT string_agg(v::text, ' ' ORDER BY id) FROM br"),
+            "[1.5,-2.25,1e-07] [3.4028235e+38]"
+        );
+        copy_file_with_vector_fields(&path, &[binary_vector(3, &[1.0, 2.0])]);
+        assert_sql_error(
+            &format!("COPY br FROM '{path}' WITH (FORMAT binary)"),
+            "insufficient data left in message",
+        );
+        copy_file_with_vector_fields(&path, &[binary_vector(2, &[1.0, f32::NAN])]);
+        assert_sql_error(
+            &format!("COPY br FROM '{path}' WITH (FORMAT binary)"),
+            "NaN not allowed in vector",
+        );
+        copy_file_with_vector_fields(&path, &[binary_vector(2, &[f32::INFINITY, 1.0])]);
+        assert_sql_error(
+            &format!("COPY br FROM '{path}' WITH (FORMAT binary)"),
+            "infinite value not allowed in vector",
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[pg_test]
     fn vector_distance_operators() {
         assert_eq!(float8("SELECT '[1,2,3]'::vector <#> '[1,1,1]'"), -6.0);
