@@ -12,7 +12,7 @@ STATE := /var/tmp/pg_recall
 PGRX_TEST_DATA := $(STATE)/pgrx-test
 TEST_CLUSTER := $(STATE)/test-cluster
 
-.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core bench bench-intent
+.PHONY: demo test stop bootstrap install install-debug test-core test-pg test-client bench-core bench bench-compare bench-intent
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -61,6 +61,13 @@ bench-core:
 bench: bootstrap install
 	@bash scripts/cluster.sh start
 	$(PY) benches/bench.py --url "$$(bash scripts/cluster.sh url)" $(BENCH_ARGS)
+
+## The same runner on pg_recall and on pgvector 0.8.0 (scripts/pgvector.sh installs it), one
+## after the other on the same cluster, so the ratios come from one run on one host.
+bench-compare: bootstrap install
+	@bash scripts/pgvector.sh
+	@bash scripts/cluster.sh start
+	$(PY) benches/bench.py --url "$$(bash scripts/cluster.sh url)" --engines pg_recall,pgvector $(BENCH_ARGS)
 
 ## What optimized_for / target_recall / recall.tune deliver on held-out queries, against the
 ## cheapest hand-tuned setting (benches/intent.py); results in bench-results/intent-*.json.

@@ -7,11 +7,23 @@ from pgvector import Vector
 from pgvector.psycopg import register_vector
 
 
-def connect(url):
+def connect(url, extension="pg_recall"):
     conn = psycopg.connect(url, autocommit=True)
-    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_recall")
+    conn.execute(f"CREATE EXTENSION IF NOT EXISTS {extension}")
     register_vector(conn)
     return conn
+
+
+def database_url(url, database):
+    """`url` pointing at `database`, created first if it does not exist. pgvector's
+    `vector` type and pg_recall's cannot share a database, so a comparison run keeps
+    pgvector's tables in a database of their own on the same cluster."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
 
 
 def load_table(conn, table, vectors, dims, force=False):
@@ -58,9 +70,9 @@ def timed_queries(conn, sql, queries, prepare=True):
     return ids, np.array(lat)
 
 
-def run_queries(url, sql, queries, setup):
+def run_queries(url, sql, queries, setup, extension="pg_recall"):
     """`timed_queries` on a fresh connection after the `setup` statements (GUCs)."""
-    conn = connect(url)
+    conn = connect(url, extension)
     for s in setup:
         conn.execute(s)
     ids, lat = timed_queries(conn, sql, queries)
