@@ -20,7 +20,7 @@ use recall_core::hnsw::search::{descend_for_scan, Continuation, ResumableSearch,
 use recall_core::hnsw::tuple::{Element, ItemPtr};
 use std::collections::VecDeque;
 
-use super::graph::{for_each_element, PageGraph};
+use super::graph::{for_each_element, PageGraph, Seen};
 use super::meta;
 use super::options::{self, IterativeScan};
 use super::prepare;
@@ -163,9 +163,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut ScanState) {
     let ef = options::effective_ef_search(&meta);
     state.max_tuples = options::MAX_SCAN_TUPLES.get().max(1) as u64;
     // Sized for what a search at this ef usually visits, so the set does not rehash its way
-    // up on every query (2-3 % of scan time in a profile at ef_search 10); capped so a large
-    // ef does not make each scan start with a fresh multi-page allocation.
-    state.visited.reserve((16 * ef + 64).min(4096));
+    // up on every query (2-3 % of scan time in a profile at ef_search 10; a top-500 visits a
+    // few thousand elements at any ef); capped so a large ef does not make each scan start
+    // with a fresh multi-page allocation.
+    state.visited.reserve((16 * ef + 64).clamp(1024, 4096));
     let top = meta.entry_level as usize;
     let eps = descend_for_scan(&mut graph, start, top, &mut state.visited, &mut Vec::new());
     state.visited.clear();
@@ -303,10 +304,21 @@ unsafe fn next_reranked(scan: pg_sys::IndexScanDesc, state: &mut ScanState) -> O
             }
         }
         if !batch.is_empty() {
-            // Each row with its element's bound, read together: the element is not read again.
+            // Each row with its element's bound, both recorded when the walk evaluated it;
+            // an element of several rows is read again for all of them.
             let bounds = &mut r.queue.bounds;
             let mut tids = Vec::with_capacity(batch.len());
             for id in batch {
+                if let Some(&Seen {
+                    tid: Some(tid),
+                    bound,
+                    ..
+                }) = graph.seen(id).filter(|s| !s.bound.is_nan())
+                {
+                    tids.push(tid);
+                    bounds.push(Candidate(bound, tid));
+                    continue;
+                }
                 graph.with_element(ItemPtr::from_u64(id), |e| {
                     if e.tid_count() > 0 {
                         let b = score(e);

@@ -31,7 +31,12 @@ pub struct QueryBound<'a> {
 
 impl<'a> QueryBound<'a> {
     pub fn new(metric: Metric, query: &'a [f32], sq: Sq8) -> Self {
-        let norm = (dot(query, query) as f64).sqrt();
+        Self::with_norm(metric, query, sq, (dot(query, query) as f64).sqrt())
+    }
+
+    /// [`QueryBound::new`] with the query's norm computed once by the caller ([`Self::norm`]):
+    /// a walk prepares a bound for every element it evaluates.
+    pub fn with_norm(metric: Metric, query: &'a [f32], sq: Sq8, norm: f64) -> Self {
         QueryBound {
             metric,
             query,
@@ -40,27 +45,42 @@ impl<'a> QueryBound<'a> {
         }
     }
 
+    pub fn norm(&self) -> f64 {
+        self.norm
+    }
+
     /// A value ≤ the operator's result for the row stored as `codes` with quantisation error
     /// `err`.
     pub fn lower_bound(&self, codes: &[i8], err: f32) -> f64 {
+        self.estimate_and_bound(codes, err).1
+    }
+
+    /// [`Self::estimate`] and [`Self::lower_bound`] from one pass over the codes: a walk
+    /// that records each element's bound as it evaluates it never reads the element again
+    /// to rank its row.
+    pub fn estimate_and_bound(&self, codes: &[i8], err: f32) -> (f32, f64) {
         let e = err as f64;
         match self.metric {
             Metric::L2 => {
-                let d = (decoded_l2_squared(&self.sq, self.query, codes) as f64).sqrt();
-                ((d - e) - RELATIVE_MARGIN * (d + e)).max(0.0)
+                let l2 = decoded_l2_squared(&self.sq, self.query, codes);
+                let d = (l2 as f64).sqrt();
+                (l2, ((d - e) - RELATIVE_MARGIN * (d + e)).max(0.0))
             }
             Metric::InnerProduct => {
                 let (p, n2) = decoded_dot(&self.sq, self.query, codes);
                 let slack = self.norm * e;
                 let scale = self.norm * (n2 as f64).sqrt() + slack;
-                -(p as f64) - slack - RELATIVE_MARGIN * scale
+                (-p, -(p as f64) - slack - RELATIVE_MARGIN * scale)
             }
             Metric::Cosine => {
                 let (p, _) = decoded_dot(&self.sq, self.query, codes);
-                (1.0 - p as f64 - e - RELATIVE_MARGIN * (1.0 + e)).max(0.0)
+                (
+                    1.0 - p,
+                    (1.0 - p as f64 - e - RELATIVE_MARGIN * (1.0 + e)).max(0.0),
+                )
             }
             // No index stores L1 rows as codes; a bound of zero would still be correct.
-            Metric::L1 => 0.0,
+            Metric::L1 => (self.estimate(codes), 0.0),
         }
     }
 
@@ -167,15 +187,19 @@ mod tests {
                 let q: Vec<f32> = (0..dims).map(|_| r()).collect();
                 let sq = Sq8::fit(&x);
                 let mut codes = vec![0i8; dims];
-                sq.encode_row(&x, &mut codes);
+                let err = sq.encode_row(&x, &mut codes);
                 let mut d = vec![0f32; dims];
                 sq.decode_into(&codes, &mut d);
                 let want = crate::distance::order_distance(metric, &q, &d);
-                let got = QueryBound::new(metric, &q, sq).estimate(&codes);
+                let qb = QueryBound::new(metric, &q, sq);
+                let got = qb.estimate(&codes);
                 assert!(
                     (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                     "{metric:?} {dims}: {got} vs {want}"
                 );
+                // The one-pass form a walk uses navigates by exactly the same value.
+                let (e, _) = qb.estimate_and_bound(&codes, err);
+                assert_eq!(e.to_bits(), got.to_bits(), "{metric:?} {dims}");
             }
         }
     }
