@@ -70,7 +70,7 @@ impl PageGraph {
             metric: meta.metric(),
             query,
             query_norm,
-            seen: IdMap::with_capacity_and_hasher(1024, Default::default()),
+            seen: IdMap::with_capacity_and_hasher(512, Default::default()),
             vectors: keep_vectors.then(IdMap::default),
             pinned: None,
             reads: 0,
@@ -160,6 +160,11 @@ impl PageGraph {
             dist: self.distance(id)?,
             id,
         })
+    }
+
+    /// Room for `n` more evaluated elements.
+    pub fn reserve(&mut self, n: usize) {
+        self.seen.reserve(n);
     }
 
     /// What was recorded of element `id` when it was evaluated.

@@ -326,6 +326,11 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
         self.mode
     }
 
+    /// Batches started so far (the first is the search at `ef`).
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
     /// Results of the current batch not handed out yet: a caller that reranks takes a
     /// whole batch before ordering it.
     pub fn left_in_batch(&self) -> usize {
