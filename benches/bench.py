@@ -159,8 +159,13 @@ class EngineRun:
         t0 = time.perf_counter()
         if db.load_table(self.conn, self.table, base, base.shape[1]):
             self.log(f"loaded {len(base)} × {base.shape[1]} in {time.perf_counter() - t0:.1f} s")
-        for am in ("hnsw", "ivfflat"):
-            self.conn.execute(f"DROP INDEX IF EXISTS {self.table}_{am}")
+        # Any other index on the table (left by an earlier run, or built by hand) could be
+        # the one the planner picks for a setting: only the index being measured may exist.
+        others = self.conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass AND NOT indisprimary",
+            (self.table,)).fetchall()
+        for (index,) in others:
+            self.conn.execute(f"DROP INDEX {index}")
         self.conn.execute(f"SELECT count(*) FROM {self.table} WHERE embedding IS NOT NULL")
         self.sql = f"SELECT id FROM {self.table} ORDER BY embedding {op} %s LIMIT {{k}}"
         self.result = {"dataset": name, "engine": engine.name, "rows": self.rows, "dims": int(base.shape[1]),
