@@ -38,6 +38,8 @@ DATASETS = {
 }
 
 HNSW_SWEEP = [10, 20, 40, 80, 160, 320, 500, 1000]
+# Untimed queries each measuring connection runs first (see `db.run_queries`).
+WARMUP_QUERIES = 200
 
 
 class Engine:
@@ -75,12 +77,21 @@ class Engine:
         return dataset if self.name == "pg_recall" else f"{dataset}-{self.name}"
 
 
-def concurrent_qps(url, sql, queries, setup, extension="pg_recall", clients=2):
-    """QPS of `clients` connections each running all queries."""
+def concurrent_qps(url, sql, queries, setup, extension="pg_recall", clients=2, warmup=None):
+    """QPS of `clients` connections each running all queries (each connection warmed up
+    first, the clock starting once all are)."""
+    conns = []
+    for _ in range(clients):
+        conn = db.connect(url, extension)
+        for s in setup:
+            conn.execute(s)
+        if warmup is not None:
+            db.timed_queries(conn, sql, warmup)
+        conns.append(conn)
     results = [None] * clients
 
     def worker(i):
-        results[i] = db.run_queries(url, sql, queries, setup, extension)
+        results[i] = db.timed_queries(conns[i], sql, queries)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
@@ -88,11 +99,14 @@ def concurrent_qps(url, sql, queries, setup, extension="pg_recall", clients=2):
         t.start()
     for t in threads:
         t.join()
-    return clients * len(queries) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    for conn in conns:
+        conn.close()
+    return clients * len(queries) / elapsed
 
 
-def measure(url, sql, queries, gt, k, setup, extension="pg_recall", two_conn=True):
-    ids, lat = db.run_queries(url, sql, queries, setup, extension)
+def measure(url, sql, queries, gt, k, setup, extension="pg_recall", two_conn=True, warmup=None):
+    ids, lat = db.run_queries(url, sql, queries, setup, extension, warmup)
     recalls = [gt.recall(i, r, k) for i, r in enumerate(ids)]
     short = sum(1 for r in ids if len(r) < k)
     row = {
@@ -104,7 +118,7 @@ def measure(url, sql, queries, gt, k, setup, extension="pg_recall", two_conn=Tru
         "short_results": short,
     }
     if two_conn:
-        row["qps_2"] = float(concurrent_qps(url, sql, queries, setup, extension))
+        row["qps_2"] = float(concurrent_qps(url, sql, queries, setup, extension, warmup=warmup))
     return row
 
 
@@ -151,6 +165,10 @@ class EngineRun:
         _, metric, op, self.opclass, self.ks = DATASETS[name]
         self.engine, self.url, self.name, self.queries, self.gt = engine, url, name, queries, gt
         self.rows = len(base)
+        # Warm-up queries are base rows, not the measured queries: they warm the connection,
+        # not the measured queries' own paths.
+        pick = np.random.default_rng(1).choice(len(base), size=min(WARMUP_QUERIES, len(base)), replace=False)
+        self.warmup = base[np.sort(pick)]
         self.conn = db.connect(url, engine.extension)
         self.conn.execute("SET maintenance_work_mem = '4GB'")
         self.conn.execute("SET max_parallel_maintenance_workers = 1")
@@ -169,7 +187,8 @@ class EngineRun:
         self.conn.execute(f"SELECT count(*) FROM {self.table} WHERE embedding IS NOT NULL")
         self.sql = f"SELECT id FROM {self.table} ORDER BY embedding {op} %s LIMIT {{k}}"
         self.result = {"dataset": name, "engine": engine.name, "rows": self.rows, "dims": int(base.shape[1]),
-                       "metric": metric, "queries": len(queries), "indexes": []}
+                       "metric": metric, "queries": len(queries), "warmup_queries": len(self.warmup),
+                       "indexes": []}
 
     def log(self, text):
         print(f"[{self.engine.name}] {text}", flush=True)
@@ -206,7 +225,7 @@ class EngineRun:
     def measure_setting(self, todo):
         entry, (name, setup, extra), k = todo
         row = measure(self.url, self.sql.format(k=k), self.queries, self.gt, k,
-                      setup + ["SET enable_seqscan = off"], self.engine.extension)
+                      setup + ["SET enable_seqscan = off"], self.engine.extension, warmup=self.warmup)
         row.update(extra)
         entry["rows"].append(row)
         self.log(f"  {name:<22}" + fmt(row))
