@@ -271,7 +271,7 @@ fn grow_for_continuation(
     visited: &mut IdSet<u64>,
 ) {
     const CONTINUATION_ELEMENTS: usize = 4096;
-    if search.batches() == 1 && search.left_in_batch() == 0 {
+    if search.batches() == 1 && search.left_in_batch() == 0 && search.mode() != Continuation::Off {
         visited.reserve(CONTINUATION_ELEMENTS);
         graph.reserve(CONTINUATION_ELEMENTS);
     }

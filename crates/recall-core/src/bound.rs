@@ -34,8 +34,8 @@ impl<'a> QueryBound<'a> {
         Self::with_norm(metric, query, sq, (dot(query, query) as f64).sqrt())
     }
 
-    /// [`QueryBound::new`] with the query's norm computed once by the caller ([`Self::norm`]):
-    /// a walk prepares a bound for every element it evaluates.
+    /// [`QueryBound::new`] with the query's norm (‖query‖) computed once by the caller: a
+    /// walk prepares a bound for every element it evaluates.
     pub fn with_norm(metric: Metric, query: &'a [f32], sq: Sq8, norm: f64) -> Self {
         QueryBound {
             metric,
@@ -43,10 +43,6 @@ impl<'a> QueryBound<'a> {
             sq,
             norm,
         }
-    }
-
-    pub fn norm(&self) -> f64 {
-        self.norm
     }
 
     /// A value ≤ the operator's result for the row stored as `codes` with quantisation error
