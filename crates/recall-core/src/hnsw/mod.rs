@@ -401,16 +401,24 @@ mod tests {
         std::iter::from_fn(|| s.next(&mut view, &mut visited, u64::MAX)).collect()
     }
 
+    /// 1,500 clustered 8-dimension points under L2 and a query from the same clusters.
+    fn clustered_graph_and_query() -> (MemGraph, Vec<f32>) {
+        let dims = 8;
+        let data = mixture(1500, dims, 10, 6, false);
+        (
+            build(&data, dims, Metric::L2),
+            mixture(1, dims, 10, 7, false),
+        )
+    }
+
     /// The first batch is a search at `ef`; later batches are at least
     /// `MIN_CONTINUATION_BATCH` wide, so a tiny ef under a large LIMIT does not pay a batch's
     /// fixed cost per row.
     #[test]
     fn continuation_batches_have_a_floor() {
         use super::search::MIN_CONTINUATION_BATCH;
-        let dims = 8;
-        let data = mixture(1500, dims, 10, 6, false);
-        let g = build(&data, dims, Metric::L2);
-        let q = &mixture(1, dims, 10, 7, false)[..];
+        let (g, q) = clustered_graph_and_query();
+        let q = &q[..];
         assert_eq!(resumable_all(&g, q, 1, Continuation::Off).len(), 1);
         let (mut view, mut visited, mut s) = resumable(&g, q, 1, Continuation::Relaxed);
         s.next(&mut view, &mut visited, u64::MAX).unwrap();
@@ -427,10 +435,8 @@ mod tests {
 
     #[test]
     fn resumable_search_returns_every_node_once() {
-        let dims = 8;
-        let data = mixture(1500, dims, 10, 6, false);
-        let g = build(&data, dims, Metric::L2);
-        let q = &mixture(1, dims, 10, 7, false)[..];
+        let (g, q) = clustered_graph_and_query();
+        let q = &q[..];
         let all = resumable_all(&g, q, 40, Continuation::Relaxed);
         let ids: HashSet<u32> = all.iter().map(|s| s.id).collect();
         assert_eq!(ids.len(), all.len(), "a node was returned twice");
