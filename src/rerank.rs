@@ -28,6 +28,7 @@ use std::collections::BinaryHeap;
 
 use crate::storage::page::to_item_pointer;
 use crate::storage::recent::{self, Remembered};
+use crate::storage::unguarded::{self, ffi};
 use crate::vector::Vector;
 
 /// A row (or an element) and a value of its distance — a lower bound, or the exact value;
@@ -131,15 +132,16 @@ impl TablePages {
     unsafe fn pin(&self, held: &mut pg_sys::Buffer, blk: u32) -> pg_sys::Buffer {
         let cur = *held;
         let valid = cur != pg_sys::InvalidBuffer as pg_sys::Buffer;
-        if valid && pg_sys::BufferGetBlockNumber(cur) == blk {
+        if valid && recent::pinned_block(cur) == blk {
             return cur;
         }
-        let buf = self.pages.read(blk);
-        if valid {
-            pg_sys::ReleaseBuffer(cur);
-        }
+        let rel = self.rel;
+        // Not ours any more once the guarded sequence has released it, even if it fails.
+        *held = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        let buf = self
+            .pages
+            .pin(blk, valid.then_some(cur), |b| ffi::heap_page_prune_opt(rel, b));
         *held = buf;
-        pg_sys::heap_page_prune_opt(self.rel, buf);
         buf
     }
 
@@ -224,27 +226,30 @@ impl HeapRerank {
     unsafe fn fetch_heap(&mut self, tid: ItemPtr) -> bool {
         let fetch = self.fetch as *mut pg_sys::IndexFetchHeapData;
         let buf = self.table.pin(&mut (*fetch).xs_cbuf, tid.block);
-        let tuple = &mut (*(self.slot as *mut pg_sys::BufferHeapTupleTableSlot))
-            .base
-            .tupdata;
+        let tuple: pg_sys::HeapTuple =
+            &raw mut (*(self.slot as *mut pg_sys::BufferHeapTupleTableSlot)).base.tupdata;
         let mut t = to_item_pointer(tid);
-        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
-        let found = pg_sys::heap_hot_search_buffer(
-            &mut t,
-            self.heap,
-            buf,
-            self.snapshot,
-            tuple,
-            std::ptr::null_mut(),
-            true,
-        );
-        tuple.t_self = t;
-        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
-        if found {
-            (*self.slot).tts_tableOid = (*self.heap).rd_id;
-            pg_sys::ExecStoreBufferHeapTuple(tuple, self.slot, buf);
-        }
-        found
+        let (heap, snapshot, slot) = (self.heap, self.snapshot, self.slot);
+        // heapam_index_fetch_tuple's steps, behind one guard.
+        unguarded::guarded(|| {
+            ffi::LockBuffer(buf, unguarded::SHARE);
+            let found = ffi::heap_hot_search_buffer(
+                &mut t,
+                heap,
+                buf,
+                snapshot,
+                tuple,
+                std::ptr::null_mut(),
+                true,
+            );
+            (*tuple).t_self = t;
+            ffi::LockBuffer(buf, unguarded::UNLOCK);
+            if found {
+                (*slot).tts_tableOid = (*heap).rd_id;
+                ffi::ExecStoreBufferHeapTuple(tuple, slot, buf);
+            }
+            found
+        })
     }
 
     /// The operator's value for the version of row `tid` the scan's snapshot sees; `None`

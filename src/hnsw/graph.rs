@@ -14,6 +14,7 @@ use super::meta::HnswMeta;
 use super::PAGE_ELEMENTS;
 use crate::storage::buffer::Lock;
 use crate::storage::recent::{self, Remembered};
+use crate::storage::unguarded::{self, ffi};
 use crate::storage::{page, LockedBuffer};
 
 /// What a scan needs of an element after evaluating it, recorded at evaluation so that
@@ -98,17 +99,23 @@ impl PageGraph {
         if self.reads % 256 == 0 {
             pgrx::check_for_interrupts!();
         }
+        // Moving to another page releases the last one, pins and locks the new one behind a
+        // single guard ([`crate::storage::unguarded`]).
         let buf = match self.pinned {
-            Some((blk, buf)) if blk == at.block => buf,
+            Some((blk, buf)) if blk == at.block => {
+                unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32) };
+                buf
+            }
             _ => {
-                self.release_pin();
-                let buf = self.pages.read(at.block);
+                let old = self.pinned.take().map(|(_, b)| b);
+                let buf = unsafe {
+                    self.pages.pin(at.block, old, |b| ffi::LockBuffer(b, unguarded::SHARE))
+                };
                 self.pinned = Some((at.block, buf));
                 buf
             }
         };
         unsafe {
-            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
             let r = page::item(pg_sys::BufferGetPage(buf), at.offset).and_then(f);
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
             r

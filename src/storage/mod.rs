@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod metapage;
 pub mod page;
 pub mod recent;
+pub mod unguarded;
 pub mod xlog;
 
 pub use buffer::LockedBuffer;

@@ -12,6 +12,8 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
+use super::unguarded::{self, ffi};
+
 /// Blocks past this one (16 GB into a relation) are read the plain way (4 bytes per block).
 const MAX_BLOCKS: u32 = 1 << 21;
 /// How many relations are remembered; the least recently used one is forgotten first.
@@ -32,9 +34,9 @@ thread_local! {
 }
 
 #[cfg(feature = "pg15")]
-type Locator = pg_sys::RelFileNode;
+pub type Locator = pg_sys::RelFileNode;
 #[cfg(not(feature = "pg15"))]
-type Locator = pg_sys::RelFileLocator;
+pub type Locator = pg_sys::RelFileLocator;
 
 #[cfg(feature = "pg15")]
 unsafe fn locator(rel: pg_sys::Relation) -> (RelKey, Locator) {
@@ -117,36 +119,70 @@ impl Remembered {
     /// Pins block `blk` of the main fork, through the remembered buffer when it still holds
     /// the block.
     pub fn read(&self, blk: u32) -> pg_sys::Buffer {
-        let Some(blocks) = self.blocks.as_ref().filter(|_| blk < MAX_BLOCKS) else {
-            return unsafe { pg_sys::ReadBuffer(self.rel, blk) };
+        unsafe { self.pin(blk, None, |_| {}) }
+    }
+
+    /// [`Remembered::read`], releasing `release` first and running `then` on the new pin,
+    /// all behind one guard: a scan's move from one page to the next.
+    ///
+    /// # Safety
+    /// `then` runs inside [`unguarded::guarded`] and must obey its rule.
+    pub unsafe fn pin(
+        &self,
+        blk: u32,
+        release: Option<pg_sys::Buffer>,
+        then: impl FnOnce(pg_sys::Buffer),
+    ) -> pg_sys::Buffer {
+        let tracked = self.blocks.as_ref().filter(|_| blk < MAX_BLOCKS);
+        let hint = tracked
+            .and_then(|b| b.borrow().get(blk as usize).copied())
+            .unwrap_or(0);
+        let (rel, loc) = (self.rel, self.loc);
+        let (buf, hit) = unsafe {
+            unguarded::guarded(|| {
+                if let Some(old) = release {
+                    ffi::ReleaseBuffer(old);
+                }
+                let hit = hint != 0
+                    && ffi::ReadRecentBuffer(loc, pg_sys::ForkNumber::MAIN_FORKNUM, blk, hint);
+                let buf = if hit { hint } else { ffi::ReadBuffer(rel, blk) };
+                then(buf);
+                (buf, hit)
+            })
         };
-        let remembered = blocks.borrow().get(blk as usize).copied().unwrap_or(0);
-        if remembered != 0
-            && unsafe {
-                pg_sys::ReadRecentBuffer(
-                    self.loc,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    blk,
-                    remembered,
-                )
-            }
-        {
-            return remembered;
-        }
-        let buf = unsafe { pg_sys::ReadBuffer(self.rel, blk) };
-        let grew = {
-            let mut v = blocks.borrow_mut();
-            let grew = v.len() <= blk as usize;
+        if let (Some(blocks), false) = (tracked, hit) {
+            let grew = {
+                let mut v = blocks.borrow_mut();
+                let grew = v.len() <= blk as usize;
+                if grew {
+                    v.resize(blk as usize + 1, 0);
+                }
+                v[blk as usize] = buf;
+                grew
+            };
             if grew {
-                v.resize(blk as usize + 1, 0);
+                trim();
             }
-            v[blk as usize] = buf;
-            grew
-        };
-        if grew {
-            trim();
         }
         buf
+    }
+}
+
+/// The block a buffer this backend has pinned holds (`BufferGetBlockNumber`, read in place:
+/// a pinned buffer's tag cannot change).
+///
+/// # Safety
+/// `buf` must be pinned by this backend.
+pub unsafe fn pinned_block(buf: pg_sys::Buffer) -> u32 {
+    if buf > 0 {
+        (*pg_sys::BufferDescriptors.add(buf as usize - 1))
+            .bufferdesc
+            .tag
+            .blockNum
+    } else {
+        (*pg_sys::LocalBufferDescriptors.add((-buf - 1) as usize))
+            .tag
+            .blockNum
     }
 }
 
@@ -217,6 +253,28 @@ fn line_pointer_at(offset: u16) -> usize {
 mod tests {
     use crate::test_support::{exact_copy, force_index, make_table, recall};
     use pgrx::prelude::*;
+
+    /// An ERROR raised inside a sequence of unguarded calls sharing one guard comes out as
+    /// an ordinary ERROR (here the sequence's first call, releasing a buffer that is not
+    /// pinned); and the same sequence pins and locks a page when given a real one.
+    #[pg_test(error = "bad buffer ID: 0")]
+    fn an_error_inside_a_shared_guard_is_an_ordinary_error() {
+        use crate::storage::unguarded::{ffi, SHARE, UNLOCK};
+        Spi::run("CREATE TABLE ug (v int); INSERT INTO ug VALUES (1)").unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'ug'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        unsafe {
+            let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32);
+            let pages = super::Remembered::new(rel);
+            let buf = pages.pin(0, None, |b| ffi::LockBuffer(b, SHARE));
+            assert_eq!(super::pinned_block(buf), 0);
+            assert_eq!(pg_sys::PageGetMaxOffsetNumber(pg_sys::BufferGetPage(buf)), 1);
+            pg_sys::LockBuffer(buf, UNLOCK);
+            pg_sys::ReleaseBuffer(buf);
+            pages.pin(0, Some(pg_sys::InvalidBuffer as pg_sys::Buffer), |_| {});
+        }
+    }
 
     /// Scans remember buffers across statements; a relation rewritten under them (TRUNCATE,
     /// REINDEX) or living in local buffers (a temp table) must still read its own pages.
