@@ -257,7 +257,7 @@ where
 }
 
 /// Smallest batch after a resumable search's first (see `ResumableSearch::fill_batch`).
-pub const MIN_CONTINUATION_BATCH: usize = 10;
+pub const MIN_CONTINUATION_BATCH: usize = 20;
 
 /// How a resumable scan continues after its first `ef` results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,7 +378,8 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
         // The first batch is a search at `ef`; later ones are at least
         // `MIN_CONTINUATION_BATCH` wide, because each batch has a fixed cost for the scan
         // that drains it (1M × 128 top-500 at ef_search 1: 500 batches and 812 ms per 300
-        // queries, against 696 ms at ef_search 10).
+        // queries, against 696 ms at ef_search 10; batches of 20 then took 7 % less backend
+        // CPU than batches of 10 with recall@500 0.982 vs 0.981, and 40 no less than 20).
         let ef = if self.batches == 0 {
             self.ef
         } else {
