@@ -22,6 +22,16 @@ struct Header {
 
 const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 
+/// `VARATT_IS_4B_U` on a varlena's first byte: a 4-byte header, not compressed, not external.
+#[inline]
+fn is_plain_4b(first: u8) -> bool {
+    if cfg!(target_endian = "little") {
+        first & 0x03 == 0x00
+    } else {
+        first & 0xC0 == 0x00
+    }
+}
+
 /// Declares a Rust handle as SQL type `vector` for pgrx's schema generator.
 macro_rules! vector_sql_type {
     ($ty:ty, $ident:ty) => {
@@ -53,7 +63,16 @@ impl<'a> Vector<'a> {
     /// # Safety
     /// `datum` must be a non-null `vector` datum.
     pub unsafe fn from_datum_unchecked(datum: pg_sys::Datum) -> Self {
-        let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut Header;
+        // `pg_detoast_datum`'s own test, made here: a value with a plain 4-byte header is used
+        // in place, and only a short-header, compressed or out-of-line one costs a call into
+        // Postgres (an FFI guard each; the operator an index scan projects for every row it
+        // returns takes two such arguments).
+        let raw: *mut u8 = datum.cast_mut_ptr();
+        let p = if is_plain_4b(*raw) {
+            raw as *mut Header
+        } else {
+            pg_sys::pg_detoast_datum(raw as *mut pg_sys::varlena) as *mut Header
+        };
         Vector {
             header: NonNull::new_unchecked(p),
             _lifetime: PhantomData,

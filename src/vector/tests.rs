@@ -206,6 +206,46 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// Operators read stored values in every varlena form: short headers (small vectors in
+    /// a heap row), plain 4-byte headers, compressed in line and moved out of line to TOAST.
+    #[pg_test]
+    fn vector_operators_read_every_stored_form() {
+        Spi::run(
+            "CREATE TABLE forms (id int, v vector);
+             ALTER TABLE forms ALTER COLUMN v SET STORAGE MAIN;
+             CREATE TABLE forms_ext (id int, v vector);
+             ALTER TABLE forms_ext ALTER COLUMN v SET STORAGE EXTERNAL;
+             INSERT INTO forms VALUES
+               (1, '[1,2,3]'),
+               (2, array_fill(0.5::real, ARRAY[200])::vector),
+               (3, array_fill(0.25::real, ARRAY[3000])::vector);
+             INSERT INTO forms_ext VALUES (4, array_fill(2::real, ARRAY[1000])::vector);",
+        )
+        .unwrap();
+        // Row 3 is compressed in line (STORAGE MAIN), row 4 lives in the TOAST table.
+        assert!(boolean(
+            "SELECT pg_column_compression(v) IS NOT NULL FROM forms WHERE id = 3"
+        ));
+        assert!(boolean(
+            "SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE relname = 'forms_ext'"
+        ));
+        let ip = |sql: &str| float8(sql);
+        assert_eq!(ip("SELECT v <#> '[1,1,1]' FROM forms WHERE id = 1"), -6.0);
+        assert_eq!(
+            ip("SELECT v <#> array_fill(2::real, ARRAY[200])::vector FROM forms WHERE id = 2"),
+            -200.0
+        );
+        assert_eq!(
+            ip("SELECT v <#> array_fill(4::real, ARRAY[3000])::vector FROM forms WHERE id = 3"),
+            -3000.0
+        );
+        assert_eq!(
+            ip("SELECT v <-> array_fill(2::real, ARRAY[1000])::vector FROM forms_ext"),
+            0.0
+        );
+        assert_eq!(ip("SELECT a.v <#> a.v FROM forms a WHERE id = 1"), -14.0);
+    }
+
     #[pg_test]
     fn vector_distance_operators() {
         assert_eq!(float8("SELECT '[1,2,3]'::vector <#> '[1,1,1]'"), -6.0);
