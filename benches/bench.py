@@ -219,8 +219,11 @@ class EngineRun:
         self.conn.execute(f"SELECT pg_prewarm('{index}'), pg_prewarm('{self.table}')")
         entry = {"index": label, "build_s": build_s, "bytes": size, "info": info, "rows": []}
         self.result["indexes"].append(entry)
+        # pg_recall's scans go on past ef_search rows by default (hnsw.iterative_scan), so
+        # its top-500 is measured at every setting; pgvector's stop at ef_search rows.
+        continues = self.engine.name == "pg_recall"
         return [(entry, setting, k) for setting in settings for k in self.ks
-                if not (setting[2].get("ef_search", k) < k and k > 10)]
+                if continues or not (setting[2].get("ef_search", k) < k and k > 10)]
 
     def measure_setting(self, todo):
         entry, (name, setup, extra), k = todo
