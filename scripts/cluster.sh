@@ -31,9 +31,9 @@ port() {
 # (root, a writable vm.nr_hugepages), and records how many it added so that `stop` gives them
 # back. PostgreSQL's default `huge_pages = try` then maps shared_buffers on them; without,
 # PostgreSQL falls back to 4 kB pages. An index scan reads a different shared buffer for
-# nearly every element, and with 4 GB of 4 kB pages each read risks a TLB miss: the 1M x 128
-# top-500 loop took about 10 % less time on huge pages (same binary, same queries). Both
-# engines of `make bench-compare` run on the same cluster, so both get them.
+# nearly every element, and with 4 GB of 4 kB pages each read risks a TLB miss: 1M x 128
+# top-500 loops took 14 % less backend CPU on huge pages (same binary, same queries, three
+# restarts each way). Both engines of `make bench-compare` run on the same cluster.
 reserve_huge_pages() {
   [ "${PG_RECALL_HUGE_PAGES:-1}" = 1 ] && [ -w /proc/sys/vm/nr_hugepages ] || return 0
   [ -f "$HUGE_FILE" ] && return 0
