@@ -109,7 +109,8 @@ impl PageGraph {
             _ => {
                 let old = self.pinned.take().map(|(_, b)| b);
                 let buf = unsafe {
-                    self.pages.pin(at.block, old, |b| ffi::LockBuffer(b, unguarded::SHARE))
+                    self.pages
+                        .pin(at.block, old, |b| ffi::LockBuffer(b, unguarded::SHARE))
                 };
                 self.pinned = Some((at.block, buf));
                 buf

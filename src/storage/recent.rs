@@ -269,7 +269,10 @@ mod tests {
             let pages = super::Remembered::new(rel);
             let buf = pages.pin(0, None, |b| ffi::LockBuffer(b, SHARE));
             assert_eq!(super::pinned_block(buf), 0);
-            assert_eq!(pg_sys::PageGetMaxOffsetNumber(pg_sys::BufferGetPage(buf)), 1);
+            assert_eq!(
+                pg_sys::PageGetMaxOffsetNumber(pg_sys::BufferGetPage(buf)),
+                1
+            );
             pg_sys::LockBuffer(buf, UNLOCK);
             pg_sys::ReleaseBuffer(buf);
             pages.pin(0, Some(pg_sys::InvalidBuffer as pg_sys::Buffer), |_| {});

@@ -79,6 +79,35 @@ impl<'a> Vector<'a> {
         }
     }
 
+    /// The floats of a `vector` stored at `raw` with a plain 4-byte header whose size is
+    /// consistent with its `dim` and fits in `room` bytes; `None` for any other form (short
+    /// header, compressed, out of line) or an inconsistent one. Reads only the bytes it
+    /// checks; never calls into Postgres, so it may run inside [`crate::storage::unguarded`]
+    /// sequences.
+    ///
+    /// # Safety
+    /// `raw` must be readable for `room` bytes for the lifetime `'a`.
+    #[inline]
+    pub unsafe fn plain_in_place(raw: *const u8, room: usize) -> Option<&'a [f32]> {
+        if room < HEADER_SIZE || !is_plain_4b(*raw) {
+            return None;
+        }
+        let h = std::ptr::read_unaligned(raw as *const Header);
+        let size = if cfg!(target_endian = "little") {
+            (h.vl_len_ as u32 >> 2) as usize
+        } else {
+            (h.vl_len_ as u32 & 0x3FFF_FFFF) as usize
+        };
+        let dim = usize::try_from(h.dim).ok()?;
+        if size > room || size != HEADER_SIZE + 4 * dim || (raw as usize) % 4 != 0 {
+            return None;
+        }
+        Some(std::slice::from_raw_parts(
+            raw.add(HEADER_SIZE) as *const f32,
+            dim,
+        ))
+    }
+
     #[inline]
     pub fn dim(&self) -> usize {
         unsafe { self.header.as_ref().dim as usize }
