@@ -1,15 +1,18 @@
 //! Exact distances of heap rows, for index scans whose pages hold only 8-bit codes.
 //!
-//! Such a scan knows a lower bound of each row's distance. It reads the row version its
-//! snapshot sees (as the executor will), evaluates the indexed column or expression on it and
-//! computes the operator's value, then hands rows to the executor in exact order.
+//! Such a scan knows a lower bound of each row's distance. It reads the row's indexed value
+//! on the heap and computes the operator's value, then hands rows to the executor in exact
+//! order. A plain column is read in place at the row's HOT-chain root
+//! ([`HeapRerank::exact_in_place`]); an expression, or a value stored in a form that read
+//! does not handle, is evaluated on the row version the snapshot sees, as the executor will.
 //!
 //! Why not let the executor do it (`xs_recheckorderby` and its reorder queue)? On PostgreSQL
 //! 15 rows that pass through that queue lose their `ctid` (measured: `SELECT ctid` returned
 //! (4294967295,0)), which breaks `FOR UPDATE` and anything that identifies rows by ctid.
 //!
-//! Heap rows are read as heapam's own index fetch reads them (prune, share lock, HOT-chain
-//! search under the snapshot), except that the page is pinned through this backend's memory
+//! Heap pages are read as heapam's own index fetch reads them (prune, share lock, and for the
+//! full fetch the HOT-chain search under the snapshot), except that the page is pinned through
+//! this backend's memory
 //! of which buffer held it (`crate::storage::recent`): the buffer-table probe of a plain
 //! read was a tenth of a 1M-row top-500 scan, each row's a cache and TLB miss. For the same
 //! reason the executor's own read of a returned row is handed the row's page already pinned
