@@ -250,6 +250,22 @@ impl GraphView for PageGraph {
         self.ahead.push_back((at, buf));
     }
 
+    /// Only for elements already evaluated (their neighbour tuple's address is known
+    /// without a read); the tuple is usually on the element's own page.
+    fn prefetch_neighbours(&mut self, id: u64, _level: usize) {
+        let Some(nptr) = self.seen.get(&id).map(|s| s.neighbours) else {
+            return;
+        };
+        if let Some(buf) = nptr
+            .is_valid()
+            .then(|| self.pages.buffer(nptr.block))
+            .flatten()
+        {
+            recent::prefetch_page_header(buf, nptr.offset);
+            recent::prefetch_item(buf, nptr.offset);
+        }
+    }
+
     fn neighbours(&mut self, id: u64, level: usize, out: &mut Vec<u64>) {
         let nptr = match self.seen.get(&id) {
             Some(s) => s.neighbours,

@@ -67,6 +67,16 @@ impl Adjacency {
         }
     }
 
+    /// Starts loading `node`'s list at `level` (see [`GraphView::prefetch_neighbours`]).
+    ///
+    /// [`GraphView::prefetch_neighbours`]: super::search::GraphView::prefetch_neighbours
+    #[inline]
+    pub fn prefetch(&self, node: u32, level: usize) {
+        if let Some((off, cap)) = self.region(node, level) {
+            crate::distance::prefetch_bytes(self.slots[off..].as_ptr() as *const u8, (1 + cap) * 4);
+        }
+    }
+
     pub fn get(&self, node: u32, level: usize) -> Vec<u32> {
         let mut v = Vec::new();
         self.read(node, level, &mut v);

@@ -374,6 +374,10 @@ impl GraphView for MemView<'_> {
         self.g.links.read(id, level, out);
     }
 
+    fn prefetch_neighbours(&mut self, id: u32, level: usize) {
+        self.g.links.prefetch(id, level);
+    }
+
     fn prefetch(&mut self, id: u32) {
         crate::distance::prefetch(self.g.vector(id));
     }
@@ -403,6 +407,10 @@ impl GraphView for EstimateView<'_> {
         self.g.links.read(id, level, out);
     }
 
+    fn prefetch_neighbours(&mut self, id: u32, level: usize) {
+        self.g.links.prefetch(id, level);
+    }
+
     fn prefetch(&mut self, id: u32) {
         self.codes.prefetch(id);
     }
@@ -423,6 +431,10 @@ impl GraphView for BuildView<'_> {
 
     fn neighbours(&mut self, id: u32, level: usize, out: &mut Vec<u32>) {
         self.g.links.read(id, level, out);
+    }
+
+    fn prefetch_neighbours(&mut self, id: u32, level: usize) {
+        self.g.links.prefetch(id, level);
     }
 
     fn prefetch(&mut self, id: u32) {

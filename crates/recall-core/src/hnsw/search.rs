@@ -20,6 +20,10 @@ pub trait GraphView {
     /// misses overlap instead of being paid one after another.
     fn prefetch(&mut self, _id: Self::Id) {}
 
+    /// A hint that `neighbours(id, level)` probably comes next (`id` heads the candidates
+    /// while another node's list is evaluated): its list can load meanwhile.
+    fn prefetch_neighbours(&mut self, _id: Self::Id, _level: usize) {}
+
     /// Puts a list of nodes about to be evaluated in the order that is cheapest to read
     /// (any order gives the same search). Paged graphs group nodes sharing a page.
     fn arrange(&self, _ids: &mut [Self::Id]) {}
@@ -73,6 +77,9 @@ impl<G: GraphView> GraphView for Counted<'_, G> {
     }
     fn prefetch(&mut self, id: G::Id) {
         self.inner.prefetch(id)
+    }
+    fn prefetch_neighbours(&mut self, id: G::Id, level: usize) {
+        self.inner.prefetch_neighbours(id, level)
     }
     fn arrange(&self, ids: &mut [G::Id]) {
         self.inner.arrange(ids)
@@ -243,6 +250,9 @@ where
         }
         buf.clear();
         g.neighbours(c.id, level, buf);
+        if let Some(Reverse(next)) = candidates.peek() {
+            g.prefetch_neighbours(next.id, level);
+        }
         evaluate_new(g, buf, visited, |s| {
             if results.len() < ef || s.dist < results.peek().unwrap().dist {
                 candidates.push(Reverse(s));
@@ -405,6 +415,9 @@ impl<Id: Copy + Eq> ResumableSearch<Id> {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             g.neighbours(c.id, 0, &mut buf);
+            if let Some(Reverse(next)) = self.frontier.peek() {
+                g.prefetch_neighbours(next.id, 0);
+            }
             let (frontier, pending) = (&mut self.frontier, &mut self.pending);
             let mut evaluated = 0;
             evaluate_new(g, &mut buf, visited, |s| {
