@@ -429,7 +429,7 @@ unsafe fn heap_value_in_place(
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use crate::test_support::{answer_with, boolean, make_table, ranked_rows};
+    use crate::test_support::{answer_with, boolean, make_table, ranked_rows, stored_codes};
     use pgrx::prelude::*;
 
     /// The rerank reads a plain column's value where it lies on the heap page, and falls
@@ -479,11 +479,7 @@ mod tests {
             ))
             .unwrap();
             assert_eq!(
-                Spi::get_one::<String>(&format!(
-                    "SELECT recall.index_info('{t}_idx') -> 'storage' ->> 'codes'"
-                ))
-                .unwrap()
-                .as_deref(),
+                stored_codes(&format!("{t}_idx")).as_deref(),
                 Some("sq8"),
                 "{t}"
             );
@@ -525,11 +521,7 @@ mod tests {
             ))
             .unwrap();
             assert_eq!(
-                Spi::get_one::<String>(&format!(
-                    "SELECT recall.index_info('{t}_idx') -> 'storage' ->> 'codes'"
-                ))
-                .unwrap()
-                .as_deref(),
+                stored_codes(&format!("{t}_idx")).as_deref(),
                 Some("sq8"),
                 "{am}"
             );

@@ -49,6 +49,15 @@ pub fn text(sql: &str) -> String {
         .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
+/// What an index's elements store, as `recall.index_info` reports it (`sq8` for 8-bit codes;
+/// NULL for exact vectors).
+pub fn stored_codes(index: &str) -> Option<String> {
+    Spi::get_one::<String>(&format!(
+        "SELECT recall.index_info('{index}') -> 'storage' ->> 'codes'"
+    ))
+    .unwrap()
+}
+
 pub fn float8(sql: &str) -> f64 {
     Spi::get_one::<f64>(sql)
         .unwrap()

@@ -6,7 +6,7 @@
 mod tests {
     use crate::test_support::{
         add_outliers, answer_with, assert_sql_error, exact_copy, force_index, make_table,
-        ranked_rows, recall, scanned_rows,
+        ranked_rows, recall, scanned_rows, stored_codes,
     };
     use pgrx::prelude::*;
 
@@ -249,12 +249,6 @@ mod tests {
     /// range, under a filter, in strict order, and through an expression index.
     #[pg_test]
     fn hnsw_codes_give_the_exact_order_with_ctids() {
-        let storage = |index: &str| {
-            Spi::get_one::<String>(&format!(
-                "SELECT recall.index_info('{index}') -> 'storage' ->> 'codes'"
-            ))
-            .unwrap()
-        };
         for (opclass, op) in [
             ("vector_l2_ops", "<->"),
             ("vector_ip_ops", "<#>"),
@@ -267,7 +261,7 @@ mod tests {
             ))
             .unwrap();
             assert_eq!(
-                storage(&format!("{t}_idx")).as_deref(),
+                stored_codes(&format!("{t}_idx")).as_deref(),
                 Some("sq8"),
                 "{opclass}"
             );
@@ -307,7 +301,7 @@ mod tests {
              SET LOCAL hnsw.ef_search = 1000",
         )
         .unwrap();
-        assert_eq!(storage("hq_expr_idx").as_deref(), Some("sq8"));
+        assert_eq!(stored_codes("hq_expr_idx").as_deref(), Some("sq8"));
         let run = |index: bool| {
             answer_with(
                 index,
@@ -319,7 +313,7 @@ mod tests {
         // Few rows, few dimensions or L1: exact vectors.
         make_table("hq_small", 500, 64);
         Spi::run("CREATE INDEX hq_small_idx ON hq_small USING hnsw (v vector_l2_ops); CREATE INDEX hq_l1_idx ON hq_l2 USING hnsw (v vector_l1_ops)").unwrap();
-        assert_eq!(storage("hq_small_idx"), None);
-        assert_eq!(storage("hq_l1_idx"), None);
+        assert_eq!(stored_codes("hq_small_idx"), None);
+        assert_eq!(stored_codes("hq_l1_idx"), None);
     }
 }
