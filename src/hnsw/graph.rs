@@ -256,11 +256,10 @@ impl GraphView for PageGraph {
         let Some(nptr) = self.seen.get(&id).map(|s| s.neighbours) else {
             return;
         };
-        if let Some(buf) = nptr
-            .is_valid()
-            .then(|| self.pages.buffer(nptr.block))
-            .flatten()
-        {
+        if !nptr.is_valid() {
+            return;
+        }
+        if let Some(buf) = self.pages.buffer(nptr.block) {
             recent::prefetch_page_header(buf, nptr.offset);
             recent::prefetch_item(buf, nptr.offset);
         }
