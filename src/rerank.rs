@@ -290,16 +290,11 @@ impl HeapRerank {
         let (metric, query) = (self.metric, self.query.as_slice());
         unguarded::guarded(|| {
             ffi::LockBuffer(buf, unguarded::SHARE);
-            let r = match heap_value_in_place(page, tid.offset, desc, column) {
-                HeapValue::Gone => InPlace::Gone,
-                HeapValue::Slow => InPlace::Slow,
-                HeapValue::At(raw, room) => match Vector::plain_in_place(raw, room) {
-                    Some(v) if v.len() == query.len() => {
-                        InPlace::Value(operator_value(metric, query, v))
-                    }
-                    _ => InPlace::Slow,
-                },
-            };
+            let r = value_in_place(page, tid.offset, desc, column, |raw, room| {
+                Vector::plain_in_place(raw, room)
+                    .filter(|v| v.len() == query.len())
+                    .map(|v| operator_value(metric, query, v))
+            });
             ffi::LockBuffer(buf, unguarded::UNLOCK);
             r
         })
@@ -369,35 +364,29 @@ impl HeapRerank {
     }
 }
 
-/// Where attribute `column` of row `offset` lies on a heap page.
-enum HeapValue {
-    Gone,
-    /// The attribute's bytes start here, with this many bytes of the tuple from there on.
-    At(*const u8, usize),
-    /// NULLs in the row, a column added after the row was written, or an attribute whose
-    /// offset the descriptor has not cached (it follows a variable-width column).
-    Slow,
-}
-
-/// The first stored member of the HOT chain rooted at line pointer `offset` (following a
-/// redirect left by pruning, as `heap_hot_search_buffer` does), and where its attribute
-/// `column` lies when its offset is fixed. Plain reads of the page: no calls into Postgres.
+/// `value(start, room)` of the attribute `column` of the first stored member of the HOT chain
+/// rooted at line pointer `offset` (following a redirect left by pruning, as
+/// `heap_hot_search_buffer` does): `start` is where the attribute's bytes begin, `room` how
+/// many bytes of the tuple follow. `Slow` when the attribute's offset is not fixed (NULLs in
+/// the row, a column added after the row was written, a variable-width column before it) or
+/// `value` declines. Plain reads of the page: no calls into Postgres.
 ///
 /// # Safety
 /// `page` must be a heap page share-locked by the caller; `column` a valid 1-based user
 /// attribute number of `desc`.
-unsafe fn heap_value_in_place(
+unsafe fn value_in_place(
     page: pg_sys::Page,
     offset: u16,
     desc: pg_sys::TupleDesc,
     column: i32,
-) -> HeapValue {
+    value: impl FnOnce(*const u8, usize) -> Option<f64>,
+) -> InPlace {
     let max = pg_sys::PageGetMaxOffsetNumber(page);
     let mut off = offset;
     let mut at_root = true;
     let id = loop {
         if off == 0 || off > max {
-            return HeapValue::Gone;
+            return InPlace::Gone;
         }
         let id = pg_sys::PageGetItemId(page, off);
         match (*id).lp_flags() {
@@ -406,24 +395,24 @@ unsafe fn heap_value_in_place(
                 off = (*id).lp_off() as u16;
                 at_root = false;
             }
-            _ => return HeapValue::Gone,
+            _ => return InPlace::Gone,
         }
     };
     let len = (*id).lp_len() as usize;
     let t = pg_sys::PageGetItem(page, id) as *const pg_sys::HeapTupleHeaderData;
     let natts = ((*t).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32;
     if column > natts || (*t).t_infomask as u32 & pg_sys::HEAP_HASNULL != 0 {
-        return HeapValue::Slow;
+        return InPlace::Slow;
     }
     let att = &(*desc).attrs.as_slice((*desc).natts as usize)[column as usize - 1];
     if att.attcacheoff < 0 {
-        return HeapValue::Slow;
+        return InPlace::Slow;
     }
     let start = (*t).t_hoff as usize + att.attcacheoff as usize;
     if start >= len {
-        return HeapValue::Slow;
+        return InPlace::Slow;
     }
-    HeapValue::At((t as *const u8).add(start), len - start)
+    value((t as *const u8).add(start), len - start).map_or(InPlace::Slow, InPlace::Value)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
