@@ -11,10 +11,10 @@
 //! (4294967295,0)), which breaks `FOR UPDATE` and anything that identifies rows by ctid.
 //!
 //! Heap pages are read as heapam's own index fetch reads them (prune, share lock, and for the
-//! full fetch the HOT-chain search under the snapshot), except that the page is pinned through
-//! this backend's memory
-//! of which buffer held it (`crate::storage::recent`): the buffer-table probe of a plain
-//! read was a tenth of a 1M-row top-500 scan, each row's a cache and TLB miss. For the same
+//! full fetch the HOT-chain search under the snapshot), except that the page is pinned
+//! through this backend's memory of which buffer held it (`crate::storage::recent`): the
+//! buffer-table probe of a plain read was a tenth of a 1M-row top-500 scan, each row's a
+//! cache and TLB miss. For the same
 //! reason the executor's own read of a returned row is handed the row's page already pinned
 //! ([`TablePages::hand_over`]). Other table access methods go through the table AM interface.
 //!
@@ -242,11 +242,17 @@ impl HeapRerank {
         &self.table
     }
 
+    /// Pins row `tid`'s page in the heap fetch's own buffer slot, where it stays between rows
+    /// (heap tables only).
+    unsafe fn pin_row_page(&mut self, tid: ItemPtr) -> pg_sys::Buffer {
+        let fetch = self.fetch as *mut pg_sys::IndexFetchHeapData;
+        self.table.pin(&mut (*fetch).xs_cbuf, tid.block)
+    }
+
     /// heapam's index fetch of `tid` into the slot (see the module comment); false when the
     /// snapshot sees no version of the row.
     unsafe fn fetch_heap(&mut self, tid: ItemPtr) -> bool {
-        let fetch = self.fetch as *mut pg_sys::IndexFetchHeapData;
-        let buf = self.table.pin(&mut (*fetch).xs_cbuf, tid.block);
+        let buf = self.pin_row_page(tid);
         let tuple: pg_sys::HeapTuple = &raw mut (*(self.slot
             as *mut pg_sys::BufferHeapTupleTableSlot))
             .base
@@ -283,8 +289,7 @@ impl HeapRerank {
     /// without its visibility test, tuple slot, buffer pin for the slot and expression
     /// machinery, which a 1M-row top-500 paid 500 times on rows the executor reads next.
     unsafe fn exact_in_place(&mut self, tid: ItemPtr, column: i32) -> InPlace {
-        let fetch = self.fetch as *mut pg_sys::IndexFetchHeapData;
-        let buf = self.table.pin(&mut (*fetch).xs_cbuf, tid.block);
+        let buf = self.pin_row_page(tid);
         let page = pg_sys::BufferGetPage(buf);
         let desc = (*self.heap).rd_att;
         let (metric, query) = (self.metric, self.query.as_slice());

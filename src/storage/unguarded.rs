@@ -29,7 +29,6 @@ pub mod ffi {
         pub fn ReadBuffer(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> pg_sys::Buffer;
         pub fn ReleaseBuffer(buffer: pg_sys::Buffer);
         pub fn LockBuffer(buffer: pg_sys::Buffer, mode: std::ffi::c_int);
-        pub fn BufferGetBlockNumber(buffer: pg_sys::Buffer) -> pg_sys::BlockNumber;
         pub fn heap_page_prune_opt(rel: pg_sys::Relation, buffer: pg_sys::Buffer);
         pub fn heap_hot_search_buffer(
             tid: pg_sys::ItemPointer,
