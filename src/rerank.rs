@@ -178,8 +178,7 @@ impl TablePages {
             return;
         }
         if let Some(buf) = self.pages.buffer(tid.block) {
-            recent::prefetch_page_header(buf, tid.offset);
-            recent::prefetch_item(buf, tid.offset);
+            recent::prefetch_tuple(buf, tid.offset);
         }
     }
 }

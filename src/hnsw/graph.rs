@@ -260,8 +260,7 @@ impl GraphView for PageGraph {
             return;
         }
         if let Some(buf) = self.pages.buffer(nptr.block) {
-            recent::prefetch_page_header(buf, nptr.offset);
-            recent::prefetch_item(buf, nptr.offset);
+            recent::prefetch_tuple(buf, nptr.offset);
         }
     }
 

@@ -232,6 +232,14 @@ pub fn prefetch_item(buf: pg_sys::Buffer, offset: u16) {
     }
 }
 
+/// Both hints for one item wanted next. Locating the item reads its line pointer, which
+/// waits for that line to arrive; a caller with several items therefore issues every
+/// header first and the items after (`HeapRerank::prefetch_batch`).
+pub fn prefetch_tuple(buf: pg_sys::Buffer, offset: u16) {
+    prefetch_page_header(buf, offset);
+    prefetch_item(buf, offset);
+}
+
 /// Starts loading the whole page block `blk` of `rel` was last seen in: for a scan that
 /// reads every item of the next page while it works on this one.
 pub fn prefetch_page(rel: pg_sys::Relation, blk: u32) {
